@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "run": "run predictions under a policy (the default)",
     "validate": "check policy files; one line per problem",
     "schema": "print the policy JSON Schema",
+    "explain": "print a policy's plan: schedule, routes, worst case (calls nothing)",
 }
 
 
