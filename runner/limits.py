@@ -1,0 +1,178 @@
+"""Client-side request limits, so that a batch does not cause its own 429s.
+
+A :class:`Limiter` wraps every provider attempt (retries included: a retry is
+a billable request too) and enforces the policy's ``limits`` section:
+
+* ``max_in_flight``: at most this many attempts at once;
+* ``requests_per_second``: attempts start at most this often, evenly spaced
+  (burst of one: providers count in short windows, and a smooth stream never
+  trips them where a bursty one of the same average might).
+
+A batch with P worker processes gives each worker an even share
+(:meth:`Limiter.for_share`): rate/P and max_in_flight/P, at least 1 each, so
+that the limits hold across all workers together without shared state. (When
+max_in_flight is smaller than P the batch starts only max_in_flight workers,
+so the share never rounds the total up.)
+
+One limiter may be used from any number of tasks and threads: ``async with``
+in coroutines, ``with`` in threads. A waiter that is cancelled while waiting
+for its start time gives up that time slot; the rate only gets lower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+from .policy import Limits
+
+
+class _Waiter:
+    __slots__ = ("wake", "granted")
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+        self.granted = False
+
+
+class Limiter:
+    """At most ``max_in_flight`` calls at once, started at most ``requests_per_second`` times a second."""
+
+    def __init__(
+        self,
+        requests_per_second: float | None = None,
+        max_in_flight: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if requests_per_second is not None and requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.requests_per_second = requests_per_second
+        self.max_in_flight = max_in_flight
+        self._interval = 1.0 / requests_per_second if requests_per_second else 0.0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+        self._in_flight = 0
+        self._waiters: deque[_Waiter] = deque()
+
+    @classmethod
+    def for_share(cls, limits: Limits, share: int = 1) -> "Limiter | None":
+        """This process's part of the policy's limits when ``share`` processes split them; None when unlimited."""
+        rate, in_flight = limits.requests_per_second, limits.max_in_flight
+        if rate is None and in_flight is None:
+            return None
+        share = max(1, share)
+        return cls(
+            requests_per_second=rate / share if rate is not None else None,
+            max_in_flight=max(1, in_flight // share) if in_flight is not None else None,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    # -- the rate: each caller reserves the next start time, then waits for it
+
+    def _reserve_delay(self) -> float:
+        if not self._interval:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+        return start - now
+
+    # -- the in-flight cap: a counter and a FIFO of waiters; a released slot is handed to the first waiter
+
+    def _try_take(self, waiter_factory: Callable[[], _Waiter]) -> _Waiter | None:
+        with self._lock:
+            if self.max_in_flight is None:
+                return None
+            if self._in_flight < self.max_in_flight and not self._waiters:
+                self._in_flight += 1
+                return None
+            waiter = waiter_factory()
+            self._waiters.append(waiter)
+            return waiter
+
+    def _release(self) -> None:
+        if self.max_in_flight is None:
+            return
+        with self._lock:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.granted = True  # the slot passes on; the count stays
+            waiter.wake()
+        else:
+            self._in_flight -= 1
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        with self._lock:
+            if waiter.granted:
+                self._release_locked()
+            else:
+                self._waiters.remove(waiter)
+
+    async def __aenter__(self) -> "Limiter":
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_resolve, future)
+
+        waiter = self._try_take(lambda: _Waiter(wake))
+        if waiter is not None:
+            try:
+                await future
+            except BaseException:
+                self._abandon(waiter)
+                raise
+        try:
+            delay = self._reserve_delay()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def __enter__(self) -> "Limiter":
+        event = threading.Event()
+        waiter = self._try_take(lambda: _Waiter(event.set))
+        if waiter is not None:
+            try:
+                event.wait()
+            except BaseException:
+                self._abandon(waiter)
+                raise
+        try:
+            delay = self._reserve_delay()
+            if delay > 0:
+                time.sleep(delay)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    def __repr__(self) -> str:
+        return f"Limiter(requests_per_second={self.requests_per_second}, max_in_flight={self.max_in_flight})"
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
