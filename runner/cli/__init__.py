@@ -26,15 +26,21 @@ SUBCOMMANDS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of ``command`` only.
+
+    Only the chosen subcommand's module is imported: ``validate`` must start
+    fast and must not pay for (or break on) the run path's imports.
+    """
     parser = argparse.ArgumentParser(
         prog="dspy-run",
         description="Run DSPy predictions under a declarative resilience policy.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_ in SUBCOMMANDS.items():
-        module = importlib.import_module(f"runner.cli.{name}_cmd")
-        module.add_arguments(sub.add_parser(name, help=help_, description=help_))
+        subparser = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            importlib.import_module(f"runner.cli.{name}_cmd").add_arguments(subparser)
     return parser
 
 
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
-    args = _parser().parse_args(argv)
+    args = _parser(argv[0] if argv[0] in SUBCOMMANDS else None).parse_args(argv)
     module = importlib.import_module(f"runner.cli.{args.command}_cmd")
     try:
         return module.main(args)

@@ -1,0 +1,483 @@
+"""Load a policy file: read safely, validate, check meaning, compile.
+
+Four stages, each its own module: :mod:`runner.yamlread` turns bytes into
+plain data with positions, :mod:`runner.schema` validates the shape, the
+semantic checks here catch what a schema cannot say (a cap below its base, an
+unreachable fallback, a regex that can hang, a key where a variable name
+belongs), and :func:`runner.policy.compile_policy` builds the frozen Policy.
+Every stage reports :class:`~runner.problems.Problem` values, so one mistake
+never hides the next; :func:`load_policy` raises them as one
+:class:`PolicyError`, :func:`check_file` returns them for ``dspy-run validate``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import string
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import ERROR_CLASSES, RunnerError
+from .policy import Policy, compile_policy
+from .problems import ERROR, WARNING, Problem
+from .yamlread import Marks, ReadResult, read_policy_file, read_policy_text
+
+JsonPath = tuple[str | int, ...]
+
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_SECRET_PREFIX = re.compile(r"(?:^|[^A-Za-z0-9])(sk-|sk_|rk_|pk_|ghp_|gho_|github_pat_|xox[abpr]-|AIza|AKIA|hf_)[A-Za-z0-9_\-]{12,}")
+_STEP_KINDS = ("model", "response", "output")
+
+
+class PolicyError(RunnerError):
+    """A policy file that cannot be used, with every :class:`Problem` found in it."""
+
+    def __init__(self, problems: list[Problem], source: str) -> None:
+        errors = [p for p in problems if p.is_error]
+        self.problems = tuple(problems)
+        first = errors[0].format() if errors else f"{source}: invalid policy"
+        more = len(errors) - 1
+        super().__init__(
+            "config",
+            first if not more else f"{first} (and {more} more problem{'s' if more > 1 else ''})",
+            fix=f"run `dspy-run validate {source}` to see every problem" if more else "",
+        )
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read, validate and compile the policy at ``path``; raise :class:`PolicyError` (code ``config``) if it is invalid."""
+    policy, problems = check_file(path)
+    if policy is None:
+        raise PolicyError(problems, str(path))
+    _log_warnings(problems)
+    return policy
+
+
+def load_policy_text(text: str, source: str = "<policy>", base_dir: str | Path | None = None) -> Policy:
+    """Like :func:`load_policy` for YAML held in a string; relative paths resolve against ``base_dir`` (default: cwd)."""
+    policy, problems = check_text(text, source, base_dir=base_dir)
+    if policy is None:
+        raise PolicyError(problems, source)
+    _log_warnings(problems)
+    return policy
+
+
+def check_file(path: str | Path) -> tuple[Policy | None, list[Problem]]:
+    """Every problem in the policy file, and the compiled Policy when there is no error (warnings allowed)."""
+    label = str(path)
+    return _check(read_policy_file(label), label, Path(path).absolute(), Path(path).absolute().parent)
+
+
+def check_text(text: str, source: str = "<policy>", base_dir: str | Path | None = None) -> tuple[Policy | None, list[Problem]]:
+    """:func:`check_file` for YAML held in a string."""
+    return _check(read_policy_text(text, source), source, None, Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+def _log_warnings(problems: list[Problem]) -> None:
+    warnings = [p for p in problems if not p.is_error]
+    if warnings:  # loguru only on the run path, and only when there is something to say
+        from loguru import logger
+
+        for problem in warnings:
+            logger.warning(problem.format())
+
+
+def _check(read: ReadResult, label: str, source: Path | None, base_dir: Path) -> tuple[Policy | None, list[Problem]]:
+    problems = list(read.problems)
+    if read.data is None:
+        return None, problems
+    data, marks = read.data, read.marks
+    schema_found = list(_schema_problems(data, marks, label))
+    bad_paths = {path for path, _ in schema_found}
+    problems += [p for _, p in schema_found]
+    for path, problem in _semantic_problems(data, marks, label, base_dir):
+        if not any(path[: len(bad)] == bad for bad in bad_paths):  # one problem per spot: the schema's
+            problems.append(problem)
+    if any(p.is_error for p in problems):
+        return None, _ordered(problems)
+    policy = compile_policy(data, source)
+    problems += _schedule_warnings(policy, data, marks, label)
+    return policy, _ordered(problems)
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line, p.col))
+
+
+# --- schema errors, rewritten for people -----------------------------------------------------------
+
+_TYPE_WORDS = {
+    "object": "a mapping (key: value lines)",
+    "array": "a list",
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty (null)",
+}
+
+
+def _schema_problems(data: dict, marks: Marks, label: str) -> Iterator[tuple[JsonPath, Problem]]:
+    from .schema import validator
+
+    for error in validator().iter_errors(data):
+        yield from _rewrite(error, marks, label)
+
+
+def _rewrite(error: Any, marks: Marks, label: str) -> Iterator[tuple[JsonPath, Problem]]:
+    path: JsonPath = tuple(error.absolute_path)
+    kind, value, schema, expected = error.validator, error.instance, error.schema, error.validator_value
+    where = _dotted(path)
+
+    def at(message: str, code: str, pos_path: JsonPath = path, on_key: bool = False) -> tuple[JsonPath, Problem]:
+        line, col = marks.key(pos_path) if on_key else marks.value(pos_path)
+        return pos_path, Problem(label, line, col, code, message)
+
+    if kind == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        for key in value:
+            if key not in allowed:
+                yield at(_unknown_key_message(key, path, allowed), "unknown-key", (*path, key), on_key=True)
+    elif kind == "required":
+        for key in expected:
+            if key not in value:
+                owner = f"`{where}`" if path else "the policy"
+                line, col = marks.key(path)
+                yield (*path, key), Problem(label, line, col, "missing-key", f"{owner} is missing the required key `{key}`; add it, e.g. `{key}: {_example(path, key)}`")
+    elif kind == "type":
+        wanted = " or ".join(_TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected))
+        got = _type_word(value)
+        yield at(f"`{where}` must be {wanted}, not {got}; {_hint(path, schema)}", "wrong-type")
+    elif kind == "enum":
+        options = [str(o) for o in expected]
+        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
+        guess = f"did you mean `{close[0]}`? " if close else ""
+        yield at(f"`{where}` is {_shown(value)}, which is not one of: {', '.join(options)}; {guess}use one of these", "bad-value")
+    elif kind == "const":
+        yield at(f"`{where}` must be {expected!r} (the only policy language version); write `{path[-1]}: {expected}`", "bad-value")
+    elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        bound = {"minimum": "at least", "exclusiveMinimum": "greater than", "maximum": "at most", "exclusiveMaximum": "less than"}[kind]
+        yield at(f"`{where}` is {_shown(value)}, but must be {bound} {expected}; {_hint(path, schema)}", "out-of-range")
+    elif kind == "pattern":
+        yield at(_pattern_message(path, value), "bad-format")
+    elif kind in ("minLength", "minProperties"):
+        yield at(f"`{where}` is empty; give it a value or remove the key", "empty-value")
+    elif kind == "minItems":
+        yield at(f"`{where}` is an empty list; list at least one error class, e.g. [any], or remove the key", "empty-value")
+    elif kind == "maxLength":
+        yield at(f"`{where}` is longer than {expected} characters; shorten it", "too-long")
+    elif kind == "uniqueItems":
+        twice = [item for item, n in Counter(map(str, value)).items() if n > 1]
+        yield at(f"`{where}` lists `{twice[0] if twice else '?'}` more than once; list each error class once", "duplicate-item")
+    elif kind == "oneOf" and isinstance(value, dict):
+        present = [k for k in _STEP_KINDS if k in value]
+        if not present:
+            yield at(f"`{where}` needs exactly one of `model`, `response` or `output`; add one, e.g. `response: \"Please try again later.\"`", "step-kind")
+        else:
+            yield at(
+                f"`{where}` has both `{present[0]}` and `{present[1]}`; a fallback step does one thing: split it into two steps",
+                "step-kind", (*path, present[1]), on_key=True,
+            )
+    else:  # a rule no policy has broken in testing: keep jsonschema's words, scrubbed of secrets
+        yield at(f"`{where}`: {_scrub(error.message)}; see docs/policy.md", "schema")
+
+
+def _unknown_key_message(key: str, path: JsonPath, allowed: list[str]) -> str:
+    here = f"`{_dotted(path)}`" if path else "the top level"
+    if key == "api_key" or ("key" in key.lower() and "env" not in key.lower() and path[-1:] == ("model",)):
+        return f"unknown key `{key}` in {here}: a policy never holds an API key; put the key in an environment variable and name it with `api_key_env`, e.g. `api_key_env: OPENAI_API_KEY`"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key `{key}` in {here}; did you mean `{close[0]}`?"
+    homes = _key_homes().get(key)
+    if homes:
+        return f"unknown key `{key}` in {here}; it belongs under `{homes[0]}`: move it there"
+    return f"unknown key `{key}` in {here}; allowed keys: {', '.join(allowed)}"
+
+
+def _key_homes() -> dict[str, list[str]]:
+    """Where each known key lives in the schema, to say "it belongs under `retry`" for a misplaced key."""
+    from .schema import policy_schema
+
+    homes: dict[str, list[str]] = {}
+
+    def walk(node: dict, where: str) -> None:
+        for name, sub in node.get("properties", {}).items():
+            homes.setdefault(name, []).append(where or "the top level")
+            inner = sub.get("items", sub) if isinstance(sub, dict) else {}
+            if "properties" in inner:
+                walk(inner, f"{where}.{name}".strip(".") + ("[]" if "items" in sub else ""))
+
+    walk(policy_schema(), "")
+    return homes
+
+
+def _pattern_message(path: JsonPath, value: Any) -> str:
+    where, leaf = _dotted(path), path[-1] if path else ""
+    if leaf == "api_key_env":
+        if _looks_secret(str(value)):
+            return f"`{where}` looks like a literal API key, not the name of an environment variable; never put a key in a policy: export it as an environment variable and write its NAME here, e.g. OPENAI_API_KEY"
+        return f"`{where}` must be the NAME of an environment variable (capital letters, digits, underscores), e.g. OPENAI_API_KEY"
+    if leaf == "name":
+        return f"`{where}` is {_shown(value)}, but a model is named provider/model; write e.g. `name: openai/gpt-4o-mini`"
+    if leaf == "api_base":
+        return f"`{where}` must be an http:// or https:// URL, e.g. https://api.openai.com/v1"
+    return f"`{where}` has an invalid format; see docs/policy.md"
+
+
+def _hint(path: JsonPath, schema: dict) -> str:
+    key = path[-1] if path and isinstance(path[-1], str) else "value"
+    if "default" in schema and schema["default"] is not None and not isinstance(schema["default"], (dict, list)):
+        return f"write e.g. `{key}: {_yaml_scalar(schema['default'])}`"
+    if "default" in schema and isinstance(schema["default"], dict):
+        return f"write `{key}:` followed by indented keys, or remove it to use the defaults"
+    if schema.get("type") == "array" or (isinstance(schema.get("type"), list) and "array" in schema["type"]):
+        return f"write a list, e.g. `{key}: [...]`"
+    return "see docs/policy.md"
+
+
+def _example(path: JsonPath, key: str) -> str:
+    return {"name": "openai/gpt-4o-mini", "model": "{name: openai/gpt-4o-mini}"}.get(key, "...")
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _type_word(value: Any) -> str:
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return f"the boolean {_yaml_scalar(value)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {_shown(value)}"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _looks_secret(text: str) -> bool:
+    """A value that is probably an API key: a known key prefix, or a long random-looking token."""
+    if _SECRET_PREFIX.search(text):
+        return True
+    token = text.strip()
+    if len(token) < 24 or any(c.isspace() for c in token) or "/" in token:
+        return False
+    has_digit = any(c.isdigit() for c in token)
+    has_alpha = any(c.isalpha() for c in token)
+    counts = Counter(token)
+    entropy = -sum(n / len(token) * math.log2(n / len(token)) for n in counts.values())
+    return has_digit and has_alpha and entropy >= 3.5 and token.count("_") <= 2
+
+
+def _shown(value: Any) -> str:
+    """A value quoted for a message; a secret-looking one is never repeated."""
+    if isinstance(value, str):
+        if _looks_secret(value):
+            return "a value that looks like a secret (not repeated here)"
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    return repr(value)
+
+
+def _scrub(message: str) -> str:
+    return _SECRET_PREFIX.sub(" <redacted>", " ".join(message.split()))
+
+
+# --- semantic checks: what the schema cannot say -----------------------------------------------------
+
+
+def _semantic_problems(data: dict, marks: Marks, label: str, base_dir: Path) -> Iterator[tuple[JsonPath, Problem]]:
+    def problem(path: JsonPath, code: str, message: str, severity: str = ERROR, on_key: bool = False) -> tuple[JsonPath, Problem]:
+        line, col = marks.key(path) if on_key else marks.value(path)
+        return path, Problem(label, line, col, code, message, severity)
+
+    yield from _check_secrets(data, (), problem)
+    yield from _check_model(_get(data, "model", dict), ("model",), problem)
+    yield from _check_times(data, problem)
+    inputs, outputs = yield from _check_program(_get(data, "program", dict) or {}, base_dir, problem)
+    yield from _check_fallbacks(_get(data, "fallbacks", list) or [], inputs, outputs, marks, problem)
+
+
+def _get(mapping: Any, key: str, kind: type) -> Any:
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else None
+
+
+def _check_secrets(node: Any, path: JsonPath, problem) -> Iterator:
+    """Any string that looks like a literal API key is an error wherever it is: the file gets committed."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _check_secrets(value, (*path, key), problem)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _check_secrets(value, (*path, i), problem)
+    elif isinstance(node, str) and path[-1:] != ("api_key_env",) and _SECRET_PREFIX.search(node):
+        yield problem(path, "literal-secret", f"`{_dotted(path)}` contains what looks like a literal API key; never put a key in a policy: export it as an environment variable and name it with `model.api_key_env`")
+
+
+def _check_model(model: dict | None, path: JsonPath, problem) -> Iterator:
+    if model is None:
+        return
+    env = _get(model, "api_key_env", str)
+    if env is not None and ENV_NAME.match(env) and _looks_secret(env):
+        yield problem((*path, "api_key_env"), "literal-secret", f"`{_dotted(path)}.api_key_env` looks like a literal API key, not the name of an environment variable; export the key as a variable and write its NAME here, e.g. OPENAI_API_KEY")
+    base = _get(model, "api_base", str)
+    if base is not None:
+        yield from _check_url(base, (*path, "api_base"), problem)
+
+
+def _check_url(url: str, path: JsonPath, problem) -> Iterator:
+    from urllib.parse import urlsplit
+
+    where = _dotted(path)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        yield problem(path, "bad-url", f"`{where}` is not a valid URL; write e.g. https://api.openai.com/v1")
+        return
+    if parts.scheme.lower() not in ("http", "https"):
+        yield problem(path, "bad-url", f"`{where}` must use http or https; write e.g. https://api.openai.com/v1")
+    elif "@" in parts.netloc:  # never echo it: the point is that it would leak
+        yield problem(path, "url-credential", f"`{where}` contains a credential (user:password@ before the host), which would be written to logs; remove it and put the key in the environment variable named by `api_key_env`")
+    elif not parts.hostname:
+        yield problem(path, "bad-url", f"`{where}` has no host; write e.g. https://api.openai.com/v1")
+
+
+def _check_times(data: dict, problem) -> Iterator:
+    backoff = _get(_get(data, "retry", dict), "backoff", dict)
+    base, cap = _get(backoff, "base_ms", int), _get(backoff, "max_ms", int)
+    if base is not None and cap is not None and base > cap:
+        yield problem(("retry", "backoff", "max_ms"), "inconsistent", f"`retry.backoff.max_ms` ({cap}) is below `base_ms` ({base}): the cap would cut even the first wait; raise max_ms to at least {base} or lower base_ms")
+    timeouts = _get(data, "timeouts", dict)
+    attempt, total = _get(timeouts, "attempt_ms", int), _get(timeouts, "total_ms", int)
+    if attempt is not None and total is not None and attempt > total:
+        yield problem(("timeouts", "total_ms"), "inconsistent", f"`timeouts.total_ms` ({total}) is shorter than one attempt (`attempt_ms` {attempt}); raise total_ms to at least {attempt} or lower attempt_ms")
+
+
+def _check_program(program: dict, base_dir: Path, problem):
+    """Check the signature and saved state; return the signature's (inputs, outputs), or None each when unknown."""
+    from .signature import parse_signature
+
+    text = program.get("signature", "question -> answer")
+    inputs = outputs = None
+    if isinstance(text, str) and text:
+        try:
+            signature = parse_signature(text)
+            inputs, outputs = signature.inputs, signature.outputs
+        except ValueError as exc:
+            yield problem(("program", "signature"), "bad-signature", f"`program.signature` is invalid: {exc}")
+    state = _get(program, "state", str)
+    if state:
+        target = (base_dir / state).resolve()
+        if not target.is_file():
+            yield problem(("program", "state"), "missing-file", f"`program.state` names {state!r}, but {target} is not a file; save the program there with module.save(...) or fix the path (relative to the policy file)")
+    return inputs, outputs
+
+
+def _check_fallbacks(steps: list, inputs, outputs, marks: Marks, problem) -> Iterator:
+    catch_all: int | None = None
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        path: JsonPath = ("fallbacks", i)
+        if catch_all is not None:
+            line, _ = marks.value(("fallbacks", catch_all))
+            yield problem(path, "unreachable", f"`fallbacks[{i}]` can never run: `fallbacks[{catch_all}]` (line {line}) answers every failure with a canned response; move this step before it or remove it")
+        pattern = _get(step, "match", str)
+        if pattern is not None:
+            yield from _check_pattern(pattern, (*path, "match"), problem)
+        yield from _check_model(_get(step, "model", dict), (*path, "model"), problem)
+        response = _get(step, "response", str)
+        if response is not None:
+            yield from _check_template(response, (*path, "response"), inputs, problem)
+            if outputs and len(outputs) > 1:
+                yield problem((*path, "response"), "partial-output", f"`fallbacks[{i}].response` fills only the first output field `{outputs[0]}`; the others ({', '.join(outputs[1:])}) stay empty: use `output:` to give each a text", WARNING, on_key=True)
+        output = _get(step, "output", dict)
+        if output is not None:
+            yield from _check_output(output, path, inputs, outputs, problem)
+        canned = response is not None or output is not None
+        on = _get(step, "on", list)
+        covers_all = on is None or "any" in on or set(ERROR_CLASSES) <= set(on)
+        if canned and pattern is None and covers_all and catch_all is None:
+            catch_all = i
+
+
+def _check_pattern(pattern: str, path: JsonPath, problem) -> Iterator:
+    from .regexsafe import why_unsafe
+
+    where = _dotted(path)
+    try:
+        reason = why_unsafe(pattern)
+    except re.error as exc:
+        at = f" at position {exc.pos}" if exc.pos is not None else ""
+        yield problem(path, "bad-regex", f"`{where}` is not a valid regular expression: {exc.msg}{at}; fix the pattern (escape special characters such as ( [ ? with a backslash)")
+        return
+    if reason:
+        yield problem(path, "unsafe-regex", f"`{where}` can take exponential time on some inputs: {reason}; rewrite it without nested or overlapping repeats, e.g. (a+)+ as a+")
+
+
+def _check_output(output: dict, path: JsonPath, inputs, outputs, problem) -> Iterator:
+    where = _dotted((*path, "output"))
+    for field, text in output.items():
+        if outputs is not None and field not in outputs:
+            close = difflib.get_close_matches(field, outputs, n=1, cutoff=0.6)
+            guess = f" did you mean `{close[0]}`?" if close else ""
+            yield problem((*path, "output", field), "unknown-field", f"`{where}` names `{field}`, which is not an output field of the signature ({', '.join(outputs)});{guess} use the signature's output names", on_key=True)
+        if isinstance(text, str):
+            yield from _check_template(text, (*path, "output", field), inputs, problem)
+    if outputs is not None:
+        missing = [name for name in outputs if name not in output]
+        if missing and all(f in outputs for f in output):
+            yield problem((*path, "output"), "partial-output", f"`{where}` gives no text for {', '.join(missing)}; those fields stay empty: add them if callers read them", WARNING, on_key=True)
+
+
+def _check_template(text: str, path: JsonPath, inputs, problem) -> Iterator:
+    """A canned text may name input fields as {field}; anything else could reach into Python objects."""
+    where = _dotted(path)
+    allowed = ", ".join(f"{{{name}}}" for name in inputs) if inputs else "none"
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        yield problem(path, "bad-template", f"`{where}` has an unmatched {{ or }}; write {{{{ and }}}} for literal braces, or {{field}} to insert an input field")
+        return
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        shown = field if len(field) <= 40 else field[:37] + "..."
+        if spec or conversion:
+            yield problem(path, "bad-template", f"`{where}` uses the placeholder {{{shown}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} with a conversion or format; write just {{name}} (allowed: {allowed}), and {{{{ }}}} for literal braces")
+        elif inputs is not None and field not in inputs:
+            yield problem(path, "bad-template", f"`{where}` uses the placeholder {{{shown}}}, but placeholders may only name input fields of the signature (allowed: {allowed}); write {{{{ and }}}} for literal braces")
+
+
+def _schedule_warnings(policy: Policy, data: dict, marks: Marks, label: str) -> list[Problem]:
+    from .plan import worst_case_s
+
+    total = policy.timeouts.total_s
+    if total is None:
+        return []
+    worst = worst_case_s(policy)
+    if worst <= total:
+        return []
+    line, col = marks.value(("timeouts", "total_ms"))
+    return [Problem(
+        label, line, col, "schedule-too-long",
+        f"in the worst case the chain takes {worst:.1f} s ({len(policy.models)} model(s) x {policy.retry.max_attempts} attempts of up to "
+        f"{policy.timeouts.attempt_s:g} s, plus backoff and Retry-After waits), longer than `timeouts.total_ms` ({total:g} s): later attempts "
+        "and fallback models may never run; raise total_ms, or lower max_attempts, attempt_ms or max_retry_after_ms",
+        WARNING,
+    )]
