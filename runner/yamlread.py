@@ -227,7 +227,7 @@ def _syntax_problems(text: str, source: str, exc: yaml.MarkedYAMLError) -> list[
     mark = exc.problem_mark or exc.context_mark
     line, col = _pos(mark) if mark is not None else (1, 1)
     problem = _one_line(exc.problem or "invalid YAML")
-    if "expected a single document" in problem:
+    if "expected a single document" in f"{problem} {exc.context}":
         return [Problem(source, line, col, "many-documents", "the file holds more than one YAML document (`---`); a policy file holds exactly one")]
     context = f" ({_one_line(exc.context)})" if exc.context else ""
     return [Problem(source, line, col, "yaml-syntax", f"YAML syntax error: {problem}{context}; fix the YAML at this point (check indentation, quotes and colons)")]
