@@ -99,6 +99,8 @@ def _worst_case_lines(policy: Policy, plan: ChainPlan) -> list[str]:
         )
     elif policy.timeouts.total_s is None:
         lines.append("  no timeouts.total_ms: nothing bounds the whole chain but the schedule itself")
+    else:
+        lines.append(f"  within timeouts.total_ms ({_s(policy.timeouts.total_s)}): the deadline never cuts the schedule")
     if policy.program.json_fallback:
         lines.append("  program.json_fallback doubles the calls: each unparseable answer is asked again as JSON")
     return lines
