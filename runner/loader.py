@@ -151,7 +151,11 @@ def _rewrite(error: Any, marks: Marks, label: str) -> Iterator[tuple[JsonPath, P
     elif kind == "type":
         wanted = " or ".join(_TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected))
         got = _type_word(value)
-        yield at(f"`{where}` must be {wanted}, not {got}; {_hint(path, schema)}", "wrong-type")
+        if isinstance(value, bool) and "string" in expected:  # YAML 1.1 reads yes/no/on/off as booleans
+            hint = "put the text in quotes: YAML reads yes, no, on and off as true or false"
+        else:
+            hint = _hint(path, schema)
+        yield at(f"`{where}` must be {wanted}, not {got}; {hint}", "wrong-type")
     elif kind == "enum":
         options = [str(o) for o in expected]
         close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
@@ -221,11 +225,11 @@ def _pattern_message(path: JsonPath, value: Any) -> str:
     if leaf == "api_key_env":
         if _looks_secret(str(value)):
             return f"`{where}` looks like a literal API key, not the name of an environment variable; never put a key in a policy: export it as an environment variable and write its NAME here, e.g. OPENAI_API_KEY"
-        return f"`{where}` must be the NAME of an environment variable (capital letters, digits, underscores), e.g. OPENAI_API_KEY"
+        return f"`{where}` must be the NAME of an environment variable (capital letters, digits, underscores); write e.g. `api_key_env: OPENAI_API_KEY`"
     if leaf == "name":
         return f"`{where}` is {_shown(value)}, but a model is named provider/model; write e.g. `name: openai/gpt-4o-mini`"
     if leaf == "api_base":
-        return f"`{where}` must be an http:// or https:// URL, e.g. https://api.openai.com/v1"
+        return f"`{where}` must be an http:// or https:// URL; write e.g. `api_base: https://api.openai.com/v1`"
     return f"`{where}` has an invalid format; see docs/policy.md"
 
 

@@ -1,0 +1,149 @@
+"""Hostile policy files are refused quickly, with bounded memory, and never run code or hang."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from runner.loader import check_file, check_text
+from runner.regexsafe import UnsafePattern, compile_safe, why_unsafe
+from runner.yamlread import MAX_BYTES, MAX_DEPTH, MAX_NODES, read_policy_bytes
+
+from policyfixtures import INVALID
+
+HEAD = "version: 1\nmodel:\n  name: openai/gpt-4o-mini\n"
+
+
+def test_python_tag_is_refused_without_running_it(tmp_path):
+    """A !!python/object/apply tag is refused at its position and its call never runs."""
+    marker = tmp_path / "pwned"
+    text = f"version: 1\nmodel: !!python/object/apply:os.system ['touch {marker}']\n"
+    _, problems = check_text(text, "p.yaml")
+    assert [(p.line, p.col, p.code) for p in problems] == [(2, 8, "unsupported-tag")]
+    assert not marker.exists()
+
+
+def test_billion_laughs_fails_fast_with_bounded_memory():
+    """The alias bomb (10^9 strings when expanded) stops at the node budget, well under a few MB."""
+    tracemalloc.start()
+    try:
+        _, problems = check_file(INVALID / "alias_bomb.yaml")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [p.code for p in problems] == ["too-many-nodes"]
+    assert f"more than {MAX_NODES} values" in problems[0].message
+    assert peak < 20 * 1024 * 1024
+
+
+def test_node_budget_counts_expanded_aliases_not_text_size():
+    """A small file whose aliases expand past the budget is refused; the same values written once are fine."""
+    items = ", ".join(["x"] * 200)
+    bomb = HEAD + f"a: &a [{items}]\nb: &b [" + ", ".join(["*a"] * 60) + "]\n"
+    assert [p.code for p in check_text(bomb, "p.yaml")[1]] == ["too-many-nodes"]
+
+
+def test_nesting_depth_is_bounded():
+    """A value nested deeper than the limit is refused where it starts to be too deep."""
+    deep = HEAD + "name: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n"
+    _, problems = check_text(deep, "p.yaml")
+    assert [p.code for p in problems] == ["too-deep"]
+    assert problems[0].line == 4
+
+
+def test_libyaml_depth_limit_is_reported_as_a_problem():
+    """Thousands of nested brackets give one syntax problem, not a crash."""
+    _, problems = check_text("a: " + "[" * 5000, "p.yaml")
+    assert len(problems) == 1 and problems[0].code in ("yaml-syntax", "too-deep")
+
+
+def test_size_limit_reads_no_more_than_the_limit(tmp_path):
+    """A file just over 1 MiB is refused by size; one just under is parsed."""
+    over = b"version: 1\n" + b"#" * MAX_BYTES
+    assert [p.code for p in read_policy_bytes(over, "p.yaml").problems] == ["too-large"]
+    under = HEAD.encode() + b"#" * (MAX_BYTES - 100) + b"\n"
+    assert read_policy_bytes(under, "p.yaml").problems == ()
+
+
+def test_non_utf8_reports_byte_offset_line_and_column():
+    """A Latin-1 byte is reported with its byte offset and its line:col."""
+    raw = HEAD.encode() + "name: caf\u00e9\n".encode("latin-1")
+    (problem,) = read_policy_bytes(raw, "p.yaml").problems
+    assert (problem.line, problem.col, problem.code) == (4, 10, "not-utf8")
+    assert f"byte offset {len(HEAD) + 9}" in problem.message and "0xe9" in problem.message
+
+
+def test_utf8_bom_is_accepted():
+    """A UTF-8 byte-order mark (Windows editors) is not an error."""
+    assert read_policy_bytes(b"\xef\xbb\xbf" + HEAD.encode(), "p.yaml").problems == ()
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+", "^(a+)+$", "(a|a)*", "(.*)*", "(a|aa)+", "(\\w+\\s?)*", "(x|.)*", "((ab)*)+"])
+def test_catastrophic_patterns_are_refused(pattern):
+    """Nested and overlapping repeats are refused by the pure pattern check and by validate."""
+    assert why_unsafe(pattern)
+    with pytest.raises(UnsafePattern):
+        compile_safe(pattern)
+    text = HEAD + f"fallbacks:\n  - match: '{pattern}'\n    response: sorry\n"
+    _, problems = check_text(text, "p.yaml")
+    assert [(p.line, p.code) for p in problems] == [(5, "unsafe-regex")]
+
+
+@pytest.mark.parametrize("pattern", ["(?i)\\bweather\\b", "(cat|dog)+", "(a|ab)+", "(?:foo|bar|baz)+", "\\d+-\\d+", "^[A-Z]{2}\\d{4}$", "((a|aa)b)*"])
+def test_ordinary_patterns_are_accepted(pattern):
+    """Common, linear-time patterns pass the check and compile."""
+    assert why_unsafe(pattern) is None
+    assert compile_safe(pattern).pattern == pattern
+
+
+def test_refused_pattern_really_backtracks():
+    """The shape refused is really slow in re: (a|a)* on 22 a's takes measurable time, the safe rewrite does not."""
+    import re
+
+    started = time.perf_counter()
+    re.match("(a|a)*b", "a" * 22)
+    slow = time.perf_counter() - started
+    started = time.perf_counter()
+    re.match("a*b", "a" * 22)
+    fast = time.perf_counter() - started
+    assert slow > 20 * fast
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("https://user:s3cret@llm.example.invalid/v1", "url-credential"),
+        ("http://token@llm.example.invalid", "url-credential"),
+        ("file:///etc/passwd", "bad-format"),
+        ("https://", "bad-url"),
+        ("https://host:notaport/v1", "bad-url"),
+    ],
+)
+def test_api_base_accepts_only_plain_http_urls(url, code):
+    """api_base must be http(s) with a host and no credential; the credential is not repeated."""
+    _, problems = check_text(HEAD + f"  api_base: '{url}'\n", "p.yaml")
+    assert [(p.line, p.code) for p in problems] == [(4, code)]
+    assert "s3cret" not in problems[0].message and "token@" not in problems[0].message
+
+
+@pytest.mark.parametrize("template", ["{0.__class__}", "{question.__class__}", "{question[0]}", "{}", "{answer}", "{question!r}", "{question:>99999}", "{__import__}"])
+def test_templates_may_only_name_input_fields(template):
+    """A placeholder naming anything but an input field is refused with the allowed names listed."""
+    _, problems = check_text(HEAD + f"fallbacks:\n  - response: 'Sorry: {template}'\n", "p.yaml")
+    assert [(p.line, p.code) for p in problems] == [(5, "bad-template")]
+    assert "{question}" in problems[0].message
+
+
+def test_output_templates_are_checked_too():
+    """`output` texts follow the same placeholder rule as `response`."""
+    _, problems = check_text(HEAD + "fallbacks:\n  - output: {answer: '{secret}'}\n", "p.yaml")
+    assert [p.code for p in problems] == ["bad-template"]
+
+
+def test_literal_secret_anywhere_is_refused():
+    """A key-shaped string in a canned response is refused too: policy files get committed."""
+    _, problems = check_text(HEAD + "fallbacks:\n  - response: 'use sk-live-0123456789abcdefghij'\n", "p.yaml")
+    assert [p.code for p in problems] == ["literal-secret"]
+    assert "0123456789abcdefghij" not in problems[0].message
