@@ -122,8 +122,10 @@ _TYPE_WORDS = {
 
 
 def _schema_problems(data: dict, marks: Marks, label: str) -> Iterator[tuple[JsonPath, Problem]]:
-    from .schema import validator
+    from .schema import quick_valid, validator
 
+    if quick_valid(data):  # the common case, answered without importing jsonschema
+        return
     for error in validator().iter_errors(data):
         yield from _rewrite(error, marks, label)
 

@@ -65,7 +65,7 @@ def test_entry_fails_each_invalid_fixture_with_its_message():
 def _pip_index_reachable() -> bool:
     """pre-commit installs the hook with pip: true when pip can see the project's build dependency."""
     result = subprocess.run(
-        [str(BIN / "python"), "-m", "pip", "download", "--no-deps", "--dest", os.devnull + "-dir-unused", "--dry-run", "setuptools>=68"],
+        [str(BIN / "python"), "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed", "--quiet", "setuptools>=68"],
         capture_output=True, text=True, timeout=120,
     )
     return result.returncode == 0

@@ -118,3 +118,69 @@ def test_schema_command_prints_the_shipped_bytes(tmp_path):
     out = subprocess.run([str(Path(sys.executable).parent / "dspy-run"), "schema"], cwd=tmp_path, capture_output=True, check=True)
     assert out.stdout == schema_bytes()
     assert out.stderr == b""
+
+
+FULL_POLICY = {
+    "version": 1, "name": "full",
+    "model": {"name": "openai/gpt-4o-mini", "api_base": "https://h.invalid/v1", "api_key_env": "K", "temperature": 0.5, "max_tokens": 10, "cache": True},
+    "program": {"signature": "q -> a", "module": "predict", "adapter": "json", "state": None, "json_fallback": False},
+    "retry": {"max_attempts": 2, "retry_on": ["timeout", "any"], "backoff": {"base_ms": 1, "multiplier": 1.5, "max_ms": 9, "jitter": 0},
+              "respect_retry_after": False, "max_retry_after_ms": 5},
+    "timeouts": {"attempt_ms": 5, "total_ms": None},
+    "fallbacks": [{"on": ["auth"], "match": "x", "model": {"name": "a/b"}}, {"response": "r"}, {"output": {"a": "t"}}],
+    "logging": {"level": "DEBUG", "format": "json"},
+    "limits": {"max_input_chars": 5, "requests_per_second": 0.5, "max_in_flight": None},
+}
+REPLACEMENTS = [None, True, False, 0, -1, 1, 1.0, 1.5, 2, 10**7, "", "x", "any", "A/B", "rate_limit", "json", "K_1", "http://h",
+                [], ["any"], ["any", "any"], ["timeout", "bogus"], {}, {"a": "b"}, {"name": "a/b"}, {"response": "x", "model": {"name": "a/b"}}]
+
+
+def _paths(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _paths(value, (*path, i))
+
+
+def _mutate(data, rng):
+    import copy
+
+    data = copy.deepcopy(data)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        paths = [p for p in _paths(data) if p]
+        if not paths:
+            break
+        path = rng.choice(paths)
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        action = rng.random()
+        if action < 0.15 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif action < 0.25 and isinstance(parent, dict):
+            parent[rng.choice(["extra", "on", "match", "output", "model", "response"])] = rng.choice(REPLACEMENTS)
+        else:
+            parent[path[-1]] = copy.deepcopy(rng.choice(REPLACEMENTS))
+    return data
+
+
+def test_quick_check_agrees_with_jsonschema_on_mutated_policies():
+    """The fast validity check and jsonschema give the same verdict on 3000 randomly broken policies and the corpus."""
+    import random
+
+    from policyfixtures import invalid_corpus
+    from runner.schema import quick_valid, validator
+
+    rng = random.Random(20240601)
+    seeds = [FULL_POLICY] + [read_policy_file(str(p)).data for p in sorted(POLICIES.glob("*.yaml"))]
+    seeds += [d for d in (read_policy_file(str(c.path)).data for c in invalid_corpus()) if d is not None]
+    verdicts = {True: 0, False: 0}
+    for i in range(3000):
+        data = seeds[i % len(seeds)] if i < len(seeds) else _mutate(seeds[i % len(seeds)], rng)
+        expected = validator().is_valid(data)
+        assert quick_valid(data) == expected, data
+        verdicts[expected] += 1
+    assert min(verdicts.values()) > 150  # both verdicts are well exercised
