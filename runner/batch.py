@@ -46,6 +46,7 @@ from typing import Any, Iterator
 from loguru import logger
 
 from .errors import ErrorContext, RunnerError
+from .idset import IdSet
 from .inputs import InputLine, Problem, count_lines, iter_raw_lines, judge
 from .journal import JournalWriter, iter_journal, parse_record, repair_tail
 from .result import ERROR, FALLBACK, OK, ErrorInfo, Result
@@ -63,6 +64,12 @@ def error_record(id_: str, code: str, message: str, operation: str = "read_input
     """The result record of an input that never reached a model: a bad line, a duplicate id, a crash."""
     error = RunnerError(code, message, context=ErrorContext(operation=operation), fix="")
     return Result(id=id_, status=ERROR, output=None, served_by=None, model=None, attempts=(), error=ErrorInfo.from_error(error), elapsed_ms=0.0)
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Loguru to stderr at the policy's level (or the command line's), in every process of a batch."""
+    logger.remove()
+    logger.add(sys.stderr, level=level.upper(), serialize=fmt == "json")
 
 
 def default_workers() -> int:
@@ -179,8 +186,8 @@ class _Batch:
         self.log_level = log_level
         self.fields = policy.program.inputs
         self.tally = Tally()
-        self.done: set[str] = set()  # ids in the output file not yet met in the input (shrinks as the input is read)
-        self.seen: set[str] = set()  # ids met in the input in this run
+        self.done = IdSet()  # ids in the output file not yet met in the input (shrinks as the input is read)
+        self.seen = IdSet()  # ids met in the input in this run
         self.skipped = 0
         self.written = 0
         self.abandoned = 0
@@ -209,6 +216,7 @@ class _Batch:
         if grace_s < 0:
             raise UsageError("--grace must not be negative")
         policy = _load_policy(policy_path)
+        configure_logging(log_level or policy.logging.level, policy.logging.format)
         plan = BatchPlan.resolve(concurrency, workers, policy.limits.max_in_flight)
         batch = cls(policy, policy_path, inputs_path, output_path, plan, grace_s, log_level)
         batch._open_journal()

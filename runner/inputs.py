@@ -104,14 +104,8 @@ def judge(raw: RawLine, fields: tuple[str, ...]) -> InputLine:
 
 
 def is_empty(value: Any) -> bool:
-    """None, a blank string or an empty container: nothing a model could answer."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, (list, dict)):
-        return not value
-    return False
+    """None or a blank string: the executor's rule (``Executor._check_input``), checked here to name the line."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _bad(raw: RawLine, id_: str, message: str) -> InputLine:
