@@ -315,6 +315,7 @@ def _semantic_problems(data: dict, marks: Marks, label: str, base_dir: Path) -> 
     yield from _check_times(data, problem)
     inputs, outputs = yield from _check_program(_get(data, "program", dict) or {}, base_dir, problem)
     yield from _check_fallbacks(_get(data, "fallbacks", list) or [], inputs, outputs, marks, problem)
+    yield from _check_rehearsal(_get(data, "rehearsal", dict), base_dir, problem)
 
 
 def _get(mapping: Any, key: str, kind: type) -> Any:
@@ -420,6 +421,37 @@ def _check_fallbacks(steps: list, inputs, outputs, marks: Marks, problem) -> Ite
         covers_all = on is None or "any" in on or set(ERROR_CLASSES) <= set(on)
         if canned and pattern is None and covers_all and catch_all is None:
             catch_all = i
+
+
+def _check_rehearsal(section: dict | None, base_dir: Path, problem) -> Iterator:
+    """The embedded provider's scripts, answers and scenarios: per-kind step parameters, safe regexes, files."""
+    if section is None:
+        return
+    from .rehearsal.script import check_script
+
+    scripts = [(("rehearsal", "script"), section.get("script"))]
+    for i, scenario in enumerate(_get(section, "scenarios", list) or []):
+        if isinstance(scenario, dict):
+            scripts.append((("rehearsal", "scenarios", i, "script"), scenario.get("script")))
+            policy = _get(scenario, "policy", str)
+            if policy is not None and not (base_dir / policy).is_file():
+                yield problem(("rehearsal", "scenarios", i, "policy"), "missing-file", f"`rehearsal.scenarios[{i}].policy` names {policy!r}, which is not a file; fix the path (relative to this policy)")
+    for path, script in scripts:
+        if script is not None:
+            for found in check_script(script, _dotted(path))[1]:
+                yield problem(_parse_dotted(found.where), "bad-script", f"`{found.where}` {found.message}")
+    for i, answer in enumerate(_get(section, "answers", list) or []):
+        pattern = _get(answer, "match", str)
+        if pattern is not None:
+            yield from _check_pattern(pattern, ("rehearsal", "answers", i, "match"), problem)
+
+
+_PATH_PART = re.compile(r"\[(\d+)\]|\['([^']*)'\]|([^.\[\]]+)")
+
+
+def _parse_dotted(where: str) -> JsonPath:
+    """The JSON path of a dotted location such as ``rehearsal.script['*'][1].times``, for its line:col."""
+    return tuple(int(i) if i else (key or name) for i, key, name in _PATH_PART.findall(where))
 
 
 def _check_pattern(pattern: str, path: JsonPath, problem) -> Iterator:

@@ -34,6 +34,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "fallbacks": [],
         "logging": {"level": "INFO", "format": "text"},
         "limits": {"max_input_chars": 100000, "requests_per_second": None, "max_in_flight": None},
+        "rehearsal": {"script": [], "answers": [], "default_answer": "This is a rehearsal answer.", "scenarios": []},
     }
 )
 
@@ -147,6 +148,7 @@ class Policy:
     logging: LoggingSpec
     limits: Limits
     version: int = 1
+    rehearsal: Any = None  # runner.rehearsal.scenarios.RehearsalSpec for policies that use the embedded provider
 
     @property
     def models(self) -> tuple[ModelSpec, ...]:
@@ -234,4 +236,13 @@ def compile_policy(data: Mapping[str, Any], source: Path | None = None) -> Polic
         ),
         logging=LoggingSpec(**_merged(DEFAULTS["logging"], data.get("logging"))),
         limits=Limits(**_merged(DEFAULTS["limits"], data.get("limits"))),
+        rehearsal=_rehearsal(data.get("rehearsal"), source),
     )
+
+
+def _rehearsal(data: Mapping[str, Any] | None, source: Path | None) -> Any:
+    if data is None:
+        return None
+    from .rehearsal.scenarios import compile_rehearsal  # pure parsing; no server, no DSPy
+
+    return compile_rehearsal(data, source.parent if source is not None else None)

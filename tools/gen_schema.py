@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner.errors import ERROR_CLASSES, POLICY_ERROR_NAMES  # noqa: E402
 from runner.policy import DEFAULTS  # noqa: E402
+from runner.rehearsal.script import KIND_HELP, KINDS  # noqa: E402
 
 TARGET = ROOT / "runner" / "schemas" / "policy.schema.json"
 SCHEMA_ID = "https://dspy-run.invalid/schemas/policy.schema.json"
@@ -201,10 +202,86 @@ def build() -> dict:
                     },
                     default=dict(li),
                 ),
+                "rehearsal": rehearsal_schema(DEFAULTS["rehearsal"]),
             },
             required=["model"],
         ),
     }
+
+
+STEP_PARAMS = {
+    "delay_ms": ({"type": "number", "minimum": 0}, "Wait this long before answering, in milliseconds.", 0),
+    "text": ({"type": "string"}, "ok: the answer text for the first output field; unparseable: the text sent.", None),
+    "output": ({"type": "object", "additionalProperties": {"type": "string"}}, "ok: the answer per output field.", None),
+    "raw": ({"type": "string"}, "ok/garbage: the exact message content (ok) or body (garbage) sent.", None),
+    "message": ({"type": "string"}, "The provider error message in the error body.", None),
+    "retry_after_ms": ({"type": "number", "minimum": 0}, "rate_limit: the Retry-After sent, in milliseconds; none sends no header.", None),
+    "status": ({"type": "integer", "minimum": 500, "maximum": 599}, "server_error: the 5xx status sent.", 500),
+    "interval_ms": ({"type": "number", "exclusiveMinimum": 0}, "trickle: the gap between two bytes, in milliseconds.", 500),
+    "duration_ms": ({"type": "number", "minimum": 0}, "trickle: stop trickling after this long; none trickles until the client leaves.", None),
+    "reset": ({"type": "boolean"}, "drop: reset the connection (RST) instead of closing it.", False),
+}
+"""Step parameters: (JSON type, description, default). Which kinds take which is checked by runner.rehearsal.script."""
+
+
+def script_schema() -> dict:
+    kinds = "; ".join(f"{kind}: {help_}" for kind, help_ in KIND_HELP.items())
+    step = obj(
+        "One scripted behaviour of the provider and how many requests it answers.",
+        {
+            "do": {"enum": list(KINDS), "description": f"What the provider does. {kinds}."},
+            "times": {
+                "type": ["integer", "string", "null"],
+                "description": "How many requests this step answers (a whole number >= 1); forever (or null) never runs out.",
+                "default": 1,
+            },
+            **{name: {**kind, "description": text, "default": default} for name, (kind, text, default) in STEP_PARAMS.items()},
+        },
+        required=["do"],
+    )
+    steps = {"type": "array", "items": step}
+    # `items` constrains only the list form and `additionalProperties` only the mapping form: no anyOf,
+    # so a bad step gets jsonschema's precise message instead of "not valid under any of the given schemas".
+    return {
+        "type": ["array", "object"],
+        "description": "Steps applied to requests in arrival order (then ok for ever), or a mapping from model name to such a list with '*' as the default.",
+        "items": step,
+        "additionalProperties": steps,
+        "default": [],
+    }
+
+
+def rehearsal_schema(d: dict) -> dict:
+    answer = obj(
+        "An answer the rehearsal model gives when the user message matches.",
+        {
+            "match": {"type": "string", "description": "A regex searched in the user message."},
+            "text": {"type": "string", "description": "The answer for the first output field.", "default": None},
+            "output": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The answer per output field.", "default": None},
+        },
+        required=["match"],
+    )
+    scenario = obj(
+        "One guided step of `dspy-run --policy FILE` when no input is given: send an input under a script, or validate a policy.",
+        {
+            "title": {"type": "string", "description": "What the scenario shows."},
+            "input": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The input fields to send.", "default": None},
+            "script": {**script_schema(), "description": "The provider's script for this scenario (default: the section's script).", "default": None},
+            "expect": {"type": "string", "description": "What should happen: ok, fallback, error, an error code such as empty_input or auth, or invalid/valid for a policy.", "default": None},
+            "policy": {"type": "string", "description": "A policy file to validate instead of sending an input, relative to this policy.", "default": None},
+        },
+        required=["title"],
+    )
+    return obj(
+        "The embedded rehearsal provider that serves models named rehearsal/NAME: no key, no network.",
+        {
+            "script": script_schema(),
+            "answers": {"type": "array", "items": answer, "description": "Answers by regex on the user message; the first match wins.", "default": d["answers"]},
+            "default_answer": {"type": "string", "description": "The answer when no `answers` entry matches.", "default": d["default_answer"]},
+            "scenarios": {"type": "array", "items": scenario, "description": "Guided scenarios run when the policy is run with no input.", "default": d["scenarios"]},
+        },
+        default=d,
+    )
 
 
 def render() -> str:
