@@ -62,7 +62,7 @@ class _Worker:
                 future.add_done_callback(self.futures.discard)
             elif message.get("end"):
                 self.pool.shutdown(wait=True)
-                return 0
+                return self._abandon()  # every record is written; skip the interpreter's slow teardown of DSPy
             elif "drain" in message:
                 return self._drain(float(message["drain"]))
         return self._abandon()  # EOF without an end message: the parent is gone
@@ -84,9 +84,12 @@ class _Worker:
         return self._abandon()
 
     def _abandon(self) -> int:
-        # threads still inside a call cannot be interrupted; leaving the process ends them.
-        # Holding the lock first means no record is cut in half on its way out.
+        """Leave now: threads still inside a call cannot be interrupted, and leaving the process ends them.
+
+        Holding the write lock first means no record is cut in half on its way out.
+        """
         self.write_lock.acquire()
+        sys.stderr.flush()
         os._exit(0)
 
 
