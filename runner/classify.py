@@ -90,7 +90,9 @@ def _message(code: str, exc: BaseException, context: ErrorContext) -> str:
         detail = f"the answer {redact(answer[:120])!r} has none of the fields the signature expects" if answer else "the answer was empty"
     else:
         detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        detail = redact(" ".join(str(detail).split()))
+        # lm15 appends its own remedies ("To fix: ... retry with backoff"); the runner's fix replaces them.
+        detail = str(detail).split(" To fix:", 1)[0].split("\nTo fix:", 1)[0]
+        detail = redact(" ".join(detail.split()))
     if len(detail) > _MAX_DETAIL:
         detail = detail[:_MAX_DETAIL] + "..."
     if code == "internal" or isinstance(exc, LMUnexpectedError):

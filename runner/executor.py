@@ -42,6 +42,7 @@ import stamina
 from loguru import logger
 
 from .errors import ERROR_CLASSES, ErrorContext, RunnerError
+from .limits import Limiter
 from .plan import draw_wait_s
 from .policy import FallbackStep, Policy
 from .redact import redact
@@ -118,7 +119,7 @@ class Executor:
     and do not raise for provider failures or bad inputs: those are records.
     """
 
-    def __init__(self, policy: Policy, *, rng: random.Random | None = None) -> None:
+    def __init__(self, policy: Policy, *, rng: random.Random | None = None, limiter: Limiter | None = None) -> None:
         from . import lms  # imports DSPy (about a second): only when an executor is built
 
         import dspy
@@ -128,6 +129,8 @@ class Executor:
         self._dspy_context = dspy.context
         self._attempt_deadline = attempt_deadline
         self.policy = policy
+        # Every attempt, retries included, passes the client-side limits: a retry is a billable request too.
+        self._limiter = limiter if limiter is not None else Limiter.for_share(policy.limits)
         self._rng = rng or random.Random()
         self._ids = itertools.count(1)
         self._program = lms.build_program(policy)
@@ -191,22 +194,21 @@ class Executor:
 
     def _check_input(self, inputs: Mapping[str, Any]) -> RunnerError | None:
         expected = self.policy.program.inputs
-        context = ErrorContext(operation="input")
+        limit = self.policy.limits.max_input_chars
         unknown = [name for name in inputs if name not in expected]
         if unknown:
-            return RunnerError("invalid_input", f"unknown input field {unknown[0]!r}; the signature takes {', '.join(expected)}", context=context)
+            return _refused("invalid_input", f"unknown input field {unknown[0]!r}; the signature takes {', '.join(expected)}")
         for name in expected:
             if name not in inputs:
-                return RunnerError("invalid_input", f"input field {name!r} is missing", context=context)
+                return _refused("invalid_input", f"input field {name!r} is missing")
             value = inputs[name]
             if value is None or (isinstance(value, str) and not value.strip()):
-                return RunnerError("empty_input", f"input field {name!r} is empty", context=context)
+                return _refused("empty_input", f"input field {name!r} is empty")
             size = len(value) if isinstance(value, str) else len(str(value))
-            if size > self.policy.limits.max_input_chars:
-                return RunnerError(
+            if size > limit:
+                return _refused(
                     "invalid_input",
-                    f"input field {name!r} has {size} characters, more than limits.max_input_chars ({self.policy.limits.max_input_chars})",
-                    context=context,
+                    f"input field {name!r} has {size} characters, more than limits.max_input_chars ({limit})",
                     fix="shorten the input or raise limits.max_input_chars",
                 )
         return None
@@ -243,23 +245,39 @@ class Executor:
 
     # ------------------------------------------------------------- retry loops
 
+    # The first attempt runs before stamina's loop is built, so that a success (the common case) pays
+    # for no retry machinery at all. On a failure the loop starts and replays that first error as its
+    # attempt 1: stamina's hook then decides about every attempt alike, and stamina does every wait.
+
     def _run_model_sync(self, runtime: Any, run: _Run) -> dict[str, Any] | None:
+        try:
+            return self._attempt_sync(runtime, 1, run)
+        except RunnerError as error:
+            first = error
         decider = _Decider(self, run, runtime.spec.name)
         try:
             for attempt in stamina.retry_context(on=decider, attempts=self.policy.retry.max_attempts, timeout=None):
                 with attempt:
                     decider.attempt = attempt.num
+                    if attempt.num == 1:
+                        raise first
                     return self._attempt_sync(runtime, attempt.num, run)
         except RunnerError as error:
             run.error = error
         return None
 
     async def _run_model_async(self, runtime: Any, run: _Run) -> dict[str, Any] | None:
+        try:
+            return await self._attempt_async(runtime, 1, run)
+        except RunnerError as error:
+            first = error
         decider = _Decider(self, run, runtime.spec.name)
         try:
             async for attempt in stamina.retry_context(on=decider, attempts=self.policy.retry.max_attempts, timeout=None):
                 with attempt:
                     decider.attempt = attempt.num
+                    if attempt.num == 1:
+                        raise first
                     return await self._attempt_async(runtime, attempt.num, run)
         except RunnerError as error:
             run.error = error
@@ -283,35 +301,51 @@ class Executor:
 
     # ------------------------------------------------------------ one attempt
 
-    def _attempt_budget(self, runtime: Any, attempt: int, run: _Run) -> tuple[float, ErrorContext]:
+    def _budget_s(self, run: _Run) -> float:
+        """This attempt's deadline: ``attempt_ms``, or less when ``total_ms`` has less left."""
+        return min(self.policy.timeouts.attempt_s, run.remaining_s())
+
+    def _failed(self, exc: Exception, expired: bool, budget: float, runtime: Any, attempt: int) -> RunnerError:
         context = ErrorContext(operation=OPERATION, attempt=attempt, model=runtime.spec.name)
-        return min(self.policy.timeouts.attempt_s, run.remaining_s()), context
+        return self._timeout(budget, context) if expired else self._classify(exc, context)
 
     def _attempt_sync(self, runtime: Any, attempt: int, run: _Run) -> dict[str, Any]:
         if runtime.sync_lm is None:
             return _run_coroutine(self._attempt_async(runtime, attempt, run))
-        budget, context = self._attempt_budget(runtime, attempt, run)
+        if self._limiter is None:
+            return self._call_sync(runtime, attempt, run)
+        with self._limiter:
+            return self._call_sync(runtime, attempt, run)
+
+    def _call_sync(self, runtime: Any, attempt: int, run: _Run) -> dict[str, Any]:
+        budget = self._budget_s(run)
         started = time.perf_counter()
         guard = self._attempt_deadline(budget)
         try:
             with guard, self._dspy_context(lm=runtime.sync_lm, adapter=self._adapter):
                 prediction = self._program(**run.inputs)
         except Exception as exc:
-            error = self._timeout(budget, context) if guard.deadline.expired else self._classify(exc, context)
+            error = self._failed(exc, guard.deadline.expired, budget, runtime, attempt)
             run.record(runtime.spec.name, attempt, error.code, started)
             raise error from exc
         run.record(runtime.spec.name, attempt, OK, started)
         return self._outputs(prediction)
 
     async def _attempt_async(self, runtime: Any, attempt: int, run: _Run) -> dict[str, Any]:
-        budget, context = self._attempt_budget(runtime, attempt, run)
+        if self._limiter is None:
+            return await self._call_async(runtime, attempt, run)
+        async with self._limiter:
+            return await self._call_async(runtime, attempt, run)
+
+    async def _call_async(self, runtime: Any, attempt: int, run: _Run) -> dict[str, Any]:
+        budget = self._budget_s(run)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(budget) as scope:
                 with self._dspy_context(lm=runtime.async_lm, adapter=self._adapter):
                     prediction = await self._program.acall(**run.inputs)
         except Exception as exc:
-            error = self._timeout(budget, context) if scope.expired() else self._classify(exc, context)
+            error = self._failed(exc, scope.expired(), budget, runtime, attempt)
             run.record(runtime.spec.name, attempt, error.code, started)
             raise error from exc
         run.record(runtime.spec.name, attempt, OK, started)
@@ -363,6 +397,10 @@ class Executor:
                 context=error.context,
             )
         return error
+
+
+def _refused(code: str, message: str, fix: str | None = None) -> RunnerError:
+    return RunnerError(code, message, context=ErrorContext(operation="input"), fix=fix)
 
 
 def _plain(value: Any) -> Any:
