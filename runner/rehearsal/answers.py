@@ -65,6 +65,8 @@ def parse_answers(data: Any, where: str = "answers") -> tuple[Answer, ...]:
     """Return the answers for ``data`` (a list of ``{match, text}`` or ``{match, output}``); raise :class:`ScriptError`."""
     if data is None:
         return ()
+    if isinstance(data, tuple) and all(isinstance(item, Answer) for item in data):
+        return data  # already parsed (a compiled policy's rehearsal section)
     if isinstance(data, (str, bytes)) or not isinstance(data, (list, tuple)):
         raise ScriptError([Problem(where, "must be a list like [{match: '(?i)capital of france', text: Paris}]")])
     problems: list[Problem] = []

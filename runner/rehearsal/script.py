@@ -154,6 +154,8 @@ def check_script(data: Any, where: str = "script") -> tuple[Script, list[Problem
     problems: list[Problem] = []
     if data is None:
         return Script(), problems
+    if isinstance(data, Script):
+        return data, problems  # already parsed (a compiled policy's rehearsal section)
     if isinstance(data, Mapping):
         lanes = []
         for key, steps in data.items():

@@ -474,11 +474,11 @@ class _Server:
         transport = conn.transport
         if transport is None or transport.is_closing():
             return
+        self.state.update(record, status=200)
         transport.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
             + f"x-request-id: req_rehearsal_{record.index}\r\n\r\n".encode()
         )
-        self.state.update(record, status=200)
         interval_s = step.interval_ms / 1000.0
         deadline = None if step.duration_ms is None else time.monotonic() + step.duration_ms / 1000.0
         while deadline is None or time.monotonic() < deadline:
@@ -495,16 +495,16 @@ class _Server:
             self.state.update(record, closed_at=conn.gone.result() if conn.gone.done() else time.monotonic())
             return
         payload, content = self._completion_payload(body, step, record, self.state)
-        transport.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n")
         self.state.update(record, responded_at=time.monotonic(), content=content)
+        transport.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n")
         if not request.keep_alive:
             conn._close()
 
     def _respond(self, conn: _Connection, request: _Request, body: dict[str, Any], step: Step, record: RequestRecord) -> None:
         kind = step.kind
         if kind == "drop":
-            conn._close(reset=step.reset)
             self.state.update(record, responded_at=time.monotonic())
+            conn._close(reset=step.reset)
             return
         content: str | None = None
         extra: list[tuple[str, str]] = []
@@ -520,8 +520,9 @@ class _Server:
             status, payload = 200, (step.raw if step.raw is not None else GARBAGE_BODY).encode()
         else:
             status, payload, extra = _fault_response(step, record.model)
-        conn._send_raw(status, payload, keep_alive=request.keep_alive, content_type=content_type, extra=extra, request_id=record.index)
+        # Log first: a client may act on the answer before this thread runs again.
         self.state.update(record, status=status, responded_at=time.monotonic(), content=content)
+        conn._send_raw(status, payload, keep_alive=request.keep_alive, content_type=content_type, extra=extra, request_id=record.index)
 
     @staticmethod
     def _content(body: dict[str, Any], step: Step, record: RequestRecord, state: _State) -> str:
