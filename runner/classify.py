@@ -33,6 +33,8 @@ from dspy.utils.exceptions import (
     LMUnsupportedModelError,
 )
 
+from dspy._vendor.lm15.transports import ConnectTimeout, ReadTimeout, WriteTimeout
+
 from .errors import ErrorContext, RunnerError
 from .redact import redact
 
@@ -65,6 +67,10 @@ def error_class(exc: BaseException) -> str:
     """The runner's name for ``exc``: a provider error class, or ``internal``."""
     if isinstance(exc, AdapterParseError):
         return "empty_response" if not str(exc.lm_response or "").strip() else "parse_error"
+    if isinstance(exc, LMTransportError) and _caused_by_socket_timeout(exc):
+        # lm15 files its own read/connect timeouts under LMTransportError (LiteLLM says LMTimeoutError):
+        # the class follows what happened, not which engine saw it.
+        return "timeout"
     for kind, name in TABLE:
         if isinstance(exc, kind):
             return name
@@ -74,6 +80,16 @@ def error_class(exc: BaseException) -> str:
         return "invalid_request" if 400 <= status < 500 else "server"
     # LMUnexpectedError (an engine bug) lands here on purpose, with everything else unknown.
     return "internal"
+
+
+def _caused_by_socket_timeout(exc: BaseException) -> bool:
+    seen = 0
+    cause = exc.__cause__
+    while cause is not None and seen < 8:
+        if isinstance(cause, (ReadTimeout, ConnectTimeout, WriteTimeout)):
+            return True
+        cause, seen = cause.__cause__, seen + 1
+    return False
 
 
 def classify(exc: BaseException, context: ErrorContext) -> RunnerError:

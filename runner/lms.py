@@ -14,7 +14,8 @@ cannot run fails with exit 2 and no network call:
   placeholder key;
 * ``num_retries=0`` (the policy is the only retry loop), ``cache`` from the
   policy (off by default), no client setting that would push DSPy onto its
-  4x slower LiteLLM engine.
+  4x slower LiteLLM engine. A model only LiteLLM serves imports LiteLLM here,
+  at build time, so that the import does not eat its first attempt's deadline.
 
 Each model gets two LMs. ``async_lm`` is a plain native ``dspy.LM``: the async
 path cancels it with ``asyncio.wait_for``, which closes its socket. ``sync_lm``
@@ -132,11 +133,27 @@ def build_runtime(spec: ModelSpec, label: str, attempt_s: float) -> ModelRuntime
             f"no DSPy provider serves model {spec.name!r} ({label}); nothing was sent",
             context=context,
         )
+    if not selection.native:
+        _load_litellm(spec, context)
     sync_lm = None
     resolution = selection.resolution
     if selection.native and resolution is not None and getattr(resolution, "compat", None) is None:
         sync_lm = _sync_lm(spec, resolution.provider, clients, attempt_s)
     return ModelRuntime(spec=spec, label=label, async_lm=async_lm, sync_lm=sync_lm)
+
+
+def _load_litellm(spec: ModelSpec, context: ErrorContext) -> None:
+    """Import LiteLLM now (seconds), so that the first attempt's deadline is not spent importing it."""
+    from dspy.clients._litellm import get_litellm
+
+    try:
+        get_litellm(feature="dspy.LM")
+    except ImportError as exc:
+        raise RunnerError(
+            "dependency",
+            f"model {spec.name!r} is served only through LiteLLM, which cannot be imported ({exc})",
+            context=context,
+        ) from exc
 
 
 def api_key(spec: ModelSpec, context: ErrorContext) -> str | None:
