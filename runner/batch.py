@@ -144,6 +144,8 @@ def run_batch(
     error (or could not run), 2 bad command line or policy, 130/143 interrupted.
     """
     try:
+        if summary_json is not None and not Path(summary_json).resolve().parent.is_dir():
+            raise UsageError(f"cannot write --summary-json {summary_json}: its folder does not exist")
         batch = _Batch.open(Path(policy_path), Path(inputs_path), Path(output_path), concurrency, workers, grace_s, log_level)
     except UsageError as exc:
         print(f"dspy-run: {exc}", file=sys.stderr)
@@ -153,7 +155,10 @@ def run_batch(
         summary = batch.run(show_progress)
     print(summary.render(), file=sys.stderr)
     if summary_json is not None:
-        Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:  # the records are safe; only the copy of the summary is lost
+            logger.error("cannot write --summary-json {}: {}", summary_json, exc.strerror)
     if summary.interrupted == "SIGINT":
         return EXIT_SIGINT
     if summary.interrupted == "SIGTERM":
@@ -395,7 +400,7 @@ class _Batch:
         for number in range(self.plan.workers):
             command = [
                 sys.executable, "-m", "runner.batch_worker",
-                "--policy", str(self.policy_path),
+                "--policy", str(self.policy_path.resolve()),
                 "--concurrency", str(self.plan.concurrency),
                 "--share", str(self.plan.workers),
             ]
