@@ -67,9 +67,10 @@ def error_record(id_: str, code: str, message: str, operation: str = "read_input
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
-    """Loguru to stderr at the policy's level (or the command line's), in every process of a batch."""
-    logger.remove()
-    logger.add(sys.stderr, level=level.upper(), serialize=fmt == "json")
+    """The command line's logging (redacted, text or JSON, on stderr), in every process of a batch."""
+    from .logs import setup_logging
+
+    setup_logging(level, fmt)
 
 
 def default_workers() -> int:
@@ -137,6 +138,7 @@ def run_batch(
     grace_s: float = DEFAULT_GRACE_S,
     progress: bool | None = None,
     log_level: str | None = None,
+    log_format: str | None = None,
 ) -> int:
     """Run every input line of ``inputs_path`` under the policy, appending records to ``output_path``.
 
@@ -146,7 +148,7 @@ def run_batch(
     try:
         if summary_json is not None and not Path(summary_json).resolve().parent.is_dir():
             raise UsageError(f"cannot write --summary-json {summary_json}: its folder does not exist")
-        batch = _Batch.open(Path(policy_path), Path(inputs_path), Path(output_path), concurrency, workers, grace_s, log_level)
+        batch = _Batch.open(Path(policy_path), Path(inputs_path), Path(output_path), concurrency, workers, grace_s, (log_level, log_format))
     except UsageError as exc:
         print(f"dspy-run: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -181,14 +183,14 @@ def _load_policy(path: Path):
 class _Batch:
     """One batch run: the journal, the input stream, the workers and the signal state."""
 
-    def __init__(self, policy, policy_path: Path, inputs_path: Path, output_path: Path, plan: BatchPlan, grace_s: float, log_level: str | None) -> None:
+    def __init__(self, policy, policy_path: Path, inputs_path: Path, output_path: Path, plan: BatchPlan, grace_s: float, log: tuple[str, str]) -> None:
         self.policy = policy
         self.policy_path = policy_path
         self.inputs_path = inputs_path
         self.output_path = output_path
         self.plan = plan
         self.grace_s = grace_s
-        self.log_level = log_level
+        self.log = log  # (level, format), resolved: the workers log the same way
         self.fields = policy.program.inputs
         self.tally = Tally()
         self.done = IdSet()  # ids in the output file not yet met in the input (shrinks as the input is read)
@@ -211,7 +213,7 @@ class _Batch:
         self._signals: list[str] = []
 
     @classmethod
-    def open(cls, policy_path: Path, inputs_path: Path, output_path: Path, concurrency: int, workers: int | None, grace_s: float, log_level: str | None) -> "_Batch":
+    def open(cls, policy_path: Path, inputs_path: Path, output_path: Path, concurrency: int, workers: int | None, grace_s: float, log: tuple[str | None, str | None]) -> "_Batch":
         if not inputs_path.is_file():
             raise UsageError(f"cannot read the inputs {inputs_path}: no such file; pass a JSONL file with --inputs")
         if not output_path.parent.is_dir():
@@ -221,9 +223,10 @@ class _Batch:
         if grace_s < 0:
             raise UsageError("--grace must not be negative")
         policy = _load_policy(policy_path)
-        configure_logging(log_level or policy.logging.level, policy.logging.format)
+        level, fmt = log[0] or policy.logging.level, log[1] or policy.logging.format
+        configure_logging(level, fmt)
         plan = BatchPlan.resolve(concurrency, workers, policy.limits.max_in_flight)
-        batch = cls(policy, policy_path, inputs_path, output_path, plan, grace_s, log_level)
+        batch = cls(policy, policy_path, inputs_path, output_path, plan, grace_s, (level, fmt))
         batch._open_journal()
         return batch
 
@@ -404,8 +407,7 @@ class _Batch:
                 "--concurrency", str(self.plan.concurrency),
                 "--share", str(self.plan.workers),
             ]
-            if self.log_level:
-                command += ["--log-level", self.log_level]
+            command += ["--log-level", self.log[0], "--log-format", self.log[1]]
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
             # only the raw fds are used (non-blocking); the file objects stay referenced so they close once, at the end
             worker = _Worker(number, proc, out_fd=proc.stdout.fileno(), in_fd=proc.stdin.fileno())

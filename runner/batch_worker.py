@@ -40,6 +40,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--share", type=int, default=1, help="how many workers split the policy's limits")
     parser.add_argument("--log-level", default=None)
+    parser.add_argument("--log-format", default=None)
     return parser.parse_args(argv)
 
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from .loader import load_policy
 
     policy = load_policy(args.policy)
-    configure_logging(args.log_level or policy.logging.level, policy.logging.format)
+    configure_logging(args.log_level or policy.logging.level, args.log_format or policy.logging.format)
     _no_dspy_history()
     executor = policy.executor(limiter=Limiter.for_share(policy.limits, args.share))
     return _Worker(executor, args.concurrency, out_fd).serve(sys.stdin.buffer)

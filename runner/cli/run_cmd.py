@@ -100,6 +100,7 @@ def _batch(args: argparse.Namespace) -> int:
         summary_json=args.summary_json,
         grace_s=args.grace if args.grace is not None else DEFAULT_GRACE_S,
         log_level=args.log_level,
+        log_format=args.log_format,
     )
 
 
