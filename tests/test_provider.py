@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,6 +124,13 @@ def test_fractional_retry_after_seconds_reach_dspy():
     """A retry_after_ms of 1500 arrives as retry_after == 1.5 seconds."""
     with Provider(script=[{"do": "rate_limit", "retry_after_ms": 1500}]) as provider:
         assert raised(provider).retry_after == 1.5
+
+
+def test_rate_limit_without_retry_after_sends_no_hint():
+    """Without `retry_after_ms` no Retry-After header is sent, so DSPy's retry_after is None."""
+    with Provider(script=[{"do": "rate_limit"}]) as provider:
+        error = raised(provider)
+        assert type(error) is LMRateLimitError and error.retry_after is None
 
 
 @pytest.mark.parametrize(
@@ -330,6 +338,54 @@ def test_bad_path_and_bad_json_get_openai_style_errors(provider):
     assert response.status == 400 and "error" in json.loads(response.read())
     connection.close()
     assert [(r.kind, r.status) for r in provider.requests] == [("not_found", 404), ("bad_json", 400)]
+
+
+def _raw_exchange(port: int, head: bytes, body: bytes, *, expect_continue: bool = False) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(head)
+        if expect_continue:
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        received = b""
+        while b"data: [DONE]" not in received and b'"chat.completion"' not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def test_stream_requests_get_server_sent_events(provider):
+    """A `stream: true` request gets SSE chunks carrying the answer, ending in [DONE]."""
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    reply = _raw_exchange(provider.port, b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body), body)
+    head, _, events = reply.partition(b"\r\n\r\n")
+    assert b"content-type: text/event-stream" in head
+    chunks = [json.loads(line[6:]) for line in events.decode().splitlines() if line.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "This is a rehearsal answer."
+    assert events.rstrip().endswith(b"data: [DONE]") and provider.requests[0].stream
+
+
+def test_expect_continue_is_answered_before_the_body():
+    """A client sending `Expect: 100-continue` gets the interim 100 and then its answer."""
+    with Provider() as provider:
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        reply = _raw_exchange(provider.port, head, body, expect_continue=True)
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_stop_releases_a_hanging_client_promptly():
+    """Stopping the provider closes connections it is hanging on, so a stuck client is freed at once."""
+    provider = Provider(script=[{"do": "hang"}]).start()
+    body = json.dumps({"model": "m", "messages": []}).encode()
+    with socket.create_connection(("127.0.0.1", provider.port), timeout=2) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        provider.wait_for_requests(1)
+        started = time.monotonic()
+        provider.stop()
+        assert sock.recv(10) == b""
+    assert time.monotonic() - started < 1.0
 
 
 # script validation -------------------------------------------------------------------------

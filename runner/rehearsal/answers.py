@@ -109,14 +109,14 @@ def _answer(item: Any, where: str, problems: list[Problem]) -> Answer | None:
 
 
 def message_text(message: Any) -> str:
-    """The text of one chat message, whether its content is a string or a list of parts."""
-    if not isinstance(message, Mapping):
+    """The text of one chat message, whether its content is a string or a list of parts (JSON-decoded dicts)."""
+    if not isinstance(message, dict):
         return ""
     content = message.get("content")
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -124,7 +124,7 @@ def last_user_text(messages: Any) -> str:
     """The last user message: where DSPy puts this call's inputs (earlier ones are demos)."""
     if isinstance(messages, list):
         for message in reversed(messages):
-            if isinstance(message, Mapping) and message.get("role") == "user":
+            if isinstance(message, dict) and message.get("role") == "user":
                 return message_text(message)
     return ""
 
@@ -143,11 +143,11 @@ class FormatReader:
     def read(self, body: Mapping[str, Any], user_text: str) -> OutputFormat:
         messages = body.get("messages")
         system = ""
-        if isinstance(messages, list) and messages and isinstance(messages[0], Mapping) and messages[0].get("role") == "system":
+        if isinstance(messages, list) and messages and isinstance(messages[0], dict) and messages[0].get("role") == "system":
             system = message_text(messages[0])
         requirement = _requirement_line(user_text)
         response_format = body.get("response_format")
-        rf_key = json.dumps(response_format, sort_keys=True) if isinstance(response_format, Mapping) else ""
+        rf_key = json.dumps(response_format, sort_keys=True) if isinstance(response_format, dict) else ""
         key = (system, requirement, rf_key)
         found = self._cache.get(key)
         if found is None:

@@ -32,8 +32,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from .answers import (
@@ -108,7 +109,16 @@ class _State:
         self.latency_s = latency_ms / 1000.0
         self.records: list[RequestRecord] = []
         self.formats = FormatReader()
+        self._texts: dict[str, str] = {}
         self._load(script)
+
+    def shared_text(self, text: str) -> str:
+        """One copy of each long repeated text (a program's system prompt), so a long log stays small."""
+        if len(text) < 256:
+            return text
+        if len(self._texts) >= 1024:
+            self._texts.clear()
+        return self._texts.setdefault(text, text)
 
     def _load(self, script: Script) -> None:
         self.script = script
@@ -139,15 +149,28 @@ class _State:
             cursor[0], cursor[1] = cursor[0] + 1, 0
         return OK, lane
 
-    def arrive(self, model: str | None, **fields: Any) -> tuple[Step, RequestRecord]:
+    def arrive(
+        self, model: str | None, answer_now: Callable[[Step, int], _Reply | None], **fields: Any
+    ) -> tuple[Step, RequestRecord, _Reply | None]:
+        """Take the next step and log the request; answer at once when ``answer_now`` can.
+
+        An immediate reply is built under the lock and logged in the same
+        record, so the log holds it before the client can see it, at the cost
+        of one record per request instead of a record and a replacement.
+        """
         with self.lock:
+            arrived_at = time.monotonic()
             step, lane = self.take(model)
-            record = RequestRecord(
-                index=len(self.records), arrived_at=time.monotonic(), model=model, kind=step.kind, lane=lane, **fields
-            )
+            index = len(self.records)
+            reply = answer_now(step, index)
+            if reply is None:
+                record = RequestRecord(index=index, arrived_at=arrived_at, model=model, kind=step.kind, lane=lane, **fields)
+            else:
+                record = RequestRecord(index=index, arrived_at=arrived_at, model=model, kind=step.kind, lane=lane,
+                                       status=reply.status, responded_at=time.monotonic(), content=reply.content, **fields)
             self.records.append(record)
             self.changed.notify_all()
-            return step, record
+            return step, record, reply
 
     def log_other(self, **fields: Any) -> RequestRecord:
         """Record a request the script did not answer (a bad path or body)."""
@@ -163,6 +186,17 @@ class _State:
             if record.index < len(self.records) and self.records[record.index].arrived_at == record.arrived_at:
                 self.records[record.index] = dataclasses.replace(self.records[record.index], **changes)
                 self.changed.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A complete HTTP answer, or ``status=None`` for a drop."""
+
+    status: int | None
+    payload: bytes = b""
+    extra: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
+    content: str | None = None
 
 
 class _Request:
@@ -203,17 +237,18 @@ def _fault_response(step: Step, model: str | None) -> tuple[int, bytes, list[tup
     name = model or "the model"
     msg = step.message
     if step.kind == "rate_limit":
-        retry_ms = step.retry_after_ms if step.retry_after_ms is not None else 1000.0
-        headers = [
-            ("retry-after", _seconds_text(retry_ms)),
-            ("retry-after-ms", _number_text(retry_ms)),
-            ("x-ratelimit-limit-requests", "3"),
-            ("x-ratelimit-remaining-requests", "0"),
-            ("x-ratelimit-reset-requests", f"{_seconds_text(retry_ms)}s"),
-        ]
+        headers = [("x-ratelimit-limit-requests", "3"), ("x-ratelimit-remaining-requests", "0")]
+        retry_ms = step.retry_after_ms
+        if retry_ms is not None:  # without it, the client's own backoff decides, as with providers that send none
+            headers += [
+                ("retry-after", _seconds_text(retry_ms)),
+                ("retry-after-ms", _number_text(retry_ms)),
+                ("x-ratelimit-reset-requests", f"{_seconds_text(retry_ms)}s"),
+            ]
+        again = f" Please try again in {_number_text(retry_ms)}ms." if retry_ms is not None else ""
         text = msg or (
             f"Rate limit reached for {name} in organization org-rehearsal on requests per min (RPM): "
-            f"Limit 3, Used 3, Requested 1. Please try again in {_number_text(retry_ms)}ms."
+            f"Limit 3, Used 3, Requested 1.{again}"
         )
         return 429, _error_body(text, "requests", "rate_limit_exceeded"), headers
     if step.kind == "quota":
@@ -264,6 +299,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.gone: asyncio.Future[float] = server.loop.create_future()
         self.closing = False
+        self.continue_sent = False
 
     # asyncio callbacks -------------------------------------------------------
 
@@ -317,7 +353,12 @@ class _Connection(asyncio.Protocol):
                 raise _BadRequest(413, "request body too large")
             start = end + 4
             if len(self.buffer) < start + length:
+                if headers.get("expect", "").lower() == "100-continue" and not self.continue_sent:
+                    self.continue_sent = True  # curl waits for this before sending a large body
+                    if self.transport is not None:
+                        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return
+            self.continue_sent = False
             body = bytes(self.buffer[start:start + length])
             del self.buffer[:start + length]
             headers.pop("authorization", None)  # never kept, never logged
@@ -385,13 +426,31 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     async def wait_or_gone(self, seconds: float) -> float | None:
-        """Sleep ``seconds``; return the monotonic time the client left if it left first."""
+        """Sleep ``seconds``; return the monotonic time the client left if it left first.
+
+        A timer and a callback on one future, rather than ``wait_for(shield(...))``:
+        this runs for every delayed answer, and two tasks per request showed up
+        in the batch benchmark's profile.
+        """
         if self.gone.done():
             return self.gone.result()
+        loop = self.server.loop
+        waiter: asyncio.Future[float | None] = loop.create_future()
+
+        def settle(value: float | None) -> None:
+            if not waiter.done():
+                waiter.set_result(value)
+
+        def on_gone(gone: asyncio.Future[float]) -> None:
+            settle(gone.result())
+
+        timer = loop.call_later(seconds, settle, None)
+        self.gone.add_done_callback(on_gone)
         try:
-            return await asyncio.wait_for(asyncio.shield(self.gone), seconds)
-        except asyncio.TimeoutError:
-            return None
+            return await waiter
+        finally:
+            timer.cancel()
+            self.gone.remove_done_callback(on_gone)
 
 
 class _Server:
@@ -436,21 +495,30 @@ class _Server:
         messages = body.get("messages")
         user_text = last_user_text(messages)
         model = body.get("model") if isinstance(body.get("model"), str) else None
-        step, record = self.state.arrive(
-            model,
-            user_text=user_text,
-            connection=conn.id,
-            stream=bool(body.get("stream")),
-            messages=tuple(
-                (str(m.get("role")), message_text(m)) for m in messages if isinstance(m, Mapping)
-            ) if isinstance(messages, list) else (),
+        shared = self.state.shared_text
+        pairs = tuple((str(m.get("role")), shared(message_text(m))) for m in messages if isinstance(m, dict)) if isinstance(messages, list) else ()
+        latency_s = self.state.latency_s
+
+        def answer_now(step: Step, index: int) -> _Reply | None:
+            if step.kind in ("hang", "trickle") or step.delay_ms or (latency_s and not step.delay_ms):
+                return None
+            return self._reply(body, step, index, model, user_text, pairs)
+
+        step, record, reply = self.state.arrive(
+            model, answer_now, user_text=user_text, connection=conn.id, stream=bool(body.get("stream")), messages=pairs,
             options=tuple((k, v) for k, v in body.items() if k != "messages"),
         )
-        delay_s = step.delay_ms / 1000.0 if step.delay_ms else self.state.latency_s
-        if step.kind in ("hang", "trickle") or (delay_s > 0 and step.kind != "hang"):
-            return self._slow(conn, request, body, step, record, delay_s)
-        self._respond(conn, request, body, step, record)
-        return None
+        if reply is not None:
+            self._send(conn, request, step, record, reply)
+            return None
+        return self._slow(conn, request, body, step, record, step.delay_ms / 1000.0 if step.delay_ms else latency_s)
+
+    def _send(self, conn: _Connection, request: _Request, step: Step, record: RequestRecord, reply: _Reply) -> None:
+        if reply.status is None:
+            conn._close(reset=step.reset)
+            return
+        conn._send_raw(reply.status, reply.payload, keep_alive=request.keep_alive, content_type=reply.content_type,
+                       extra=reply.extra, request_id=record.index)
 
     async def _slow(self, conn: _Connection, request: _Request, body: dict[str, Any], step: Step,
                     record: RequestRecord, delay_s: float) -> None:
@@ -467,7 +535,10 @@ class _Server:
             self.state.update(record, closed_at=closed_at)
             conn._close()
             return
-        self._respond(conn, request, body, step, record)
+        reply = self._reply(body, step, record.index, record.model, record.user_text, record.messages)
+        # Log first: a client may act on the answer before this thread runs again.
+        self.state.update(record, status=reply.status, responded_at=time.monotonic(), content=reply.content)
+        self._send(conn, request, step, record, reply)
 
     async def _trickle(self, conn: _Connection, request: _Request, body: dict[str, Any], step: Step, record: RequestRecord) -> None:
         """Headers, then one space per interval (valid JSON whitespace), then the answer if a duration is set."""
@@ -494,72 +565,60 @@ class _Server:
         if conn.gone.done() or transport.is_closing():
             self.state.update(record, closed_at=conn.gone.result() if conn.gone.done() else time.monotonic())
             return
-        payload, content = self._completion_payload(body, step, record, self.state)
+        payload, content = self._completion_payload(body, Step("ok", text=step.text), record.index, record.model,
+                                                    record.user_text, record.messages)
         self.state.update(record, responded_at=time.monotonic(), content=content)
         transport.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n")
         if not request.keep_alive:
             conn._close()
 
-    def _respond(self, conn: _Connection, request: _Request, body: dict[str, Any], step: Step, record: RequestRecord) -> None:
+    def _reply(self, body: dict[str, Any], step: Step, index: int, model: str | None, user_text: str,
+               messages: tuple[tuple[str, str], ...]) -> _Reply:
         kind = step.kind
-        if kind == "drop":
-            self.state.update(record, responded_at=time.monotonic())
-            conn._close(reset=step.reset)
-            return
-        content: str | None = None
-        extra: list[tuple[str, str]] = []
-        content_type = "application/json"
         if kind in ("ok", "empty", "unparseable"):
             if body.get("stream"):
-                payload, content = self._stream_payload(body, step, record)
-                content_type = "text/event-stream"
-            else:
-                payload, content = self._completion_payload(body, step, record, self.state)
-            status = 200
-        elif kind == "garbage":
-            status, payload = 200, (step.raw if step.raw is not None else GARBAGE_BODY).encode()
-        else:
-            status, payload, extra = _fault_response(step, record.model)
-        # Log first: a client may act on the answer before this thread runs again.
-        self.state.update(record, status=status, responded_at=time.monotonic(), content=content)
-        conn._send_raw(status, payload, keep_alive=request.keep_alive, content_type=content_type, extra=extra, request_id=record.index)
+                payload, content = self._stream_payload(body, step, index, model, user_text)
+                return _Reply(200, payload, content_type="text/event-stream", content=content)
+            payload, content = self._completion_payload(body, step, index, model, user_text, messages)
+            return _Reply(200, payload, content=content)
+        if kind == "drop":
+            return _Reply(None)
+        if kind == "garbage":
+            return _Reply(200, (step.raw if step.raw is not None else GARBAGE_BODY).encode())
+        status, payload, extra = _fault_response(step, model)
+        return _Reply(status, payload, tuple(extra))
 
-    @staticmethod
-    def _content(body: dict[str, Any], step: Step, record: RequestRecord, state: _State) -> str:
+    def _content(self, body: dict[str, Any], step: Step, user_text: str) -> str:
         if step.kind == "empty":
             return ""
         if step.kind == "unparseable":
             return step.text if step.text is not None else UNPARSEABLE_TEXT
         if step.raw is not None:
             return step.raw
-        fmt = state.formats.read(body, record.user_text)
-        outputs = choose_outputs(fmt, record.user_text, state.answers, state.default_answer, text=step.text, output=step.output_map)
+        state = self.state
+        fmt = state.formats.read(body, user_text)
+        outputs = choose_outputs(fmt, user_text, state.answers, state.default_answer, text=step.text, output=step.output_map)
         return render(fmt, outputs)
 
-    def _completion_payload(self, body: dict[str, Any], step: Step, record: RequestRecord, state: _State) -> tuple[bytes, str]:
-        content = self._content(body, step, record, state)
-        prompt_tokens = sum(len(text) for _, text in record.messages) // 4 + 1
+    def _completion_payload(self, body: dict[str, Any], step: Step, index: int, model: str | None, user_text: str,
+                            messages: tuple[tuple[str, str], ...]) -> tuple[bytes, str]:
+        content = self._content(body, step, user_text)
+        prompt_tokens = sum(len(text) for _, text in messages) // 4 + 1
         completion_tokens = len(content) // 4
-        n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 1 else 1
-        choices = [
-            {"index": i, "message": {"role": "assistant", "content": content, "refusal": None}, "logprobs": None, "finish_reason": "stop"}
-            for i in range(n)
-        ]
-        payload = {
-            "id": f"chatcmpl-rehearsal-{record.index}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": record.model or "rehearsal",
-            "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-            "system_fingerprint": "fp_rehearsal",
-        }
-        return json.dumps(payload).encode(), content
+        n = body.get("n")
+        n = n if isinstance(n, int) and not isinstance(n, bool) and 1 < n <= 16 else 1
+        content_json = _json_string(content)
+        # A template rather than json.dumps of a dict: this runs once per request and
+        # the only variable strings (content, model) go through the C string encoder.
+        choices = ",".join(_CHOICE % (i, content_json) for i in range(n))
+        payload = _COMPLETION % (index, int(time.time()), _json_string(model or "rehearsal"), choices,
+                                 prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+        return payload.encode(), content
 
-    def _stream_payload(self, body: dict[str, Any], step: Step, record: RequestRecord) -> tuple[bytes, str]:
-        content = self._content(body, step, record, self.state)
-        base = {"id": f"chatcmpl-rehearsal-{record.index}", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": record.model or "rehearsal", "system_fingerprint": "fp_rehearsal"}
+    def _stream_payload(self, body: dict[str, Any], step: Step, index: int, model: str | None, user_text: str) -> tuple[bytes, str]:
+        content = self._content(body, step, user_text)
+        base = {"id": f"chatcmpl-rehearsal-{index}", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model or "rehearsal", "system_fingerprint": "fp_rehearsal"}
         chunks = [
             {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
             {**base, "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]},
@@ -571,6 +630,13 @@ class _Server:
             chunks.append({**base, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}})
         text = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
         return text.encode(), content
+
+
+_CHOICE = '{"index":%d,"message":{"role":"assistant","content":%s,"refusal":null},"logprobs":null,"finish_reason":"stop"}'
+_COMPLETION = (
+    '{"id":"chatcmpl-rehearsal-%d","object":"chat.completion","created":%d,"model":%s,"choices":[%s],'
+    '"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d},"system_fingerprint":"fp_rehearsal"}'
+)
 
 
 class Provider:
@@ -655,11 +721,14 @@ class Provider:
     async def _shutdown(self) -> None:
         assert self._server is not None and self._handlers is not None
         self._server.close()
+        workers = []
         for conn in list(self._handlers.connections):
             conn._close()
             if conn.worker is not None:
                 conn.worker.cancel()
-        await asyncio.sleep(0)
+                workers.append(conn.worker)
+        # Let cancelled answers unwind here, not as "Task was destroyed" warnings at loop close.
+        await asyncio.gather(*workers, return_exceptions=True)
 
     # what callers read -------------------------------------------------------
 
