@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import stamina
 from loguru import logger
@@ -44,7 +44,7 @@ from loguru import logger
 from .errors import ERROR_CLASSES, ErrorContext, RunnerError
 from .limits import Limiter
 from .plan import draw_wait_s
-from .policy import FallbackStep, Policy
+from .policy import FallbackStep, ModelSpec, Policy
 from .redact import redact
 from .result import ERROR, FALLBACK, OK, Attempt, ErrorInfo, Result
 
@@ -119,7 +119,14 @@ class Executor:
     and do not raise for provider failures or bad inputs: those are records.
     """
 
-    def __init__(self, policy: Policy, *, rng: random.Random | None = None, limiter: Limiter | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        rng: random.Random | None = None,
+        limiter: Limiter | None = None,
+        connect: Callable[[ModelSpec], ModelSpec] | None = None,
+    ) -> None:
         from . import lms  # imports DSPy (about a second): only when an executor is built
 
         import dspy
@@ -135,7 +142,7 @@ class Executor:
         self._ids = itertools.count(1)
         self._program = lms.build_program(policy)
         self._adapter = lms.build_adapter(policy)
-        runtimes = lms.build_runtimes(policy)
+        runtimes = lms.build_runtimes(policy, connect)
         self._primary = runtimes[0]
         model_steps = [step for step in policy.fallbacks if step.model is not None]
         self._step_runtime = {step.index: rt for step, rt in zip(model_steps, runtimes[1:])}

@@ -35,7 +35,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")  # no model-metadata fetch: before dspy/litellm load
@@ -110,14 +110,25 @@ def build_adapter(policy: Policy) -> Any:
     return dspy.ChatAdapter(use_json_adapter_fallback=policy.program.json_fallback)
 
 
-def build_runtimes(policy: Policy) -> tuple[ModelRuntime, ...]:
+Connect = Callable[[ModelSpec], ModelSpec]
+"""A connection hook: the spec DSPy is built from (address, key, wire name) for a model of the policy.
+
+Rehearsals use it to send every model to the rehearsal provider; the record
+and the logs keep the policy's own model name.
+"""
+
+
+def build_runtimes(policy: Policy, connect: Connect | None = None) -> tuple[ModelRuntime, ...]:
     """One :class:`ModelRuntime` per model of the chain, in chain order (checked, keys resolved)."""
     labels = ["primary", *(step.label for step in policy.fallbacks if step.model is not None)]
-    return tuple(build_runtime(spec, label, policy.timeouts.attempt_s) for spec, label in zip(policy.models, labels))
+    return tuple(
+        build_runtime(spec, label, policy.timeouts.attempt_s, connect) for spec, label in zip(policy.models, labels)
+    )
 
 
-def build_runtime(spec: ModelSpec, label: str, attempt_s: float) -> ModelRuntime:
-    context = _ctx(model=spec.name)
+def build_runtime(spec: ModelSpec, label: str, attempt_s: float, connect: Connect | None = None) -> ModelRuntime:
+    policy_spec, spec = spec, (connect(spec) if connect is not None else spec)
+    context = _ctx(model=policy_spec.name)
     key = api_key(spec, context)
     clients = {"api_key": key} if key is not None else {}
     if spec.api_base:
@@ -139,7 +150,7 @@ def build_runtime(spec: ModelSpec, label: str, attempt_s: float) -> ModelRuntime
     resolution = selection.resolution
     if selection.native and resolution is not None and getattr(resolution, "compat", None) is None:
         sync_lm = _sync_lm(spec, resolution.provider, clients, attempt_s)
-    return ModelRuntime(spec=spec, label=label, async_lm=async_lm, sync_lm=sync_lm)
+    return ModelRuntime(spec=policy_spec, label=label, async_lm=async_lm, sync_lm=sync_lm)
 
 
 def _load_litellm(spec: ModelSpec, context: ErrorContext) -> None:

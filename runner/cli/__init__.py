@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "validate": "check policy files; one line per problem",
     "schema": "print the policy JSON Schema",
     "explain": "print a policy's plan: schedule, routes, worst case (calls nothing)",
+    "rehearse": "run a policy against a scripted provider: timeline and verdict per input",
 }
 
 

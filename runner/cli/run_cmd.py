@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -49,22 +50,44 @@ def _single(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy)
         setup_logging(args.log_level or policy.logging.level, args.log_format or policy.logging.format)
+        if not args.input and policy.rehearsal is not None and policy.rehearsal.scenarios:
+            return _scenarios(policy)
         if not args.input:
             names = " ".join(f"--input {name}=..." for name in policy.program.inputs)
             raise InputArgError(f"nothing to run: give {names} (or --inputs FILE.jsonl --output FILE.jsonl)")
         fields = parse_pairs(args.input)
-        executor = policy.executor()  # imports DSPy; refuses unknown models and missing keys before sending anything
+        with _executor(policy) as executor:  # imports DSPy; refuses unknown models and missing keys before sending
+            result = executor.run(fields)
     except RunnerError as exc:
         return _refuse(exc.message)
     except InputArgError as exc:
         return _refuse(str(exc))
-    with executor:
-        result = executor.run(fields)
     if args.json:
         print(result.to_json(), flush=True)
     else:
         _print_human(result)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+@contextmanager
+def _executor(policy):  # type: ignore[no-untyped-def]
+    """The policy's executor; models named ``rehearsal/...`` are served by the embedded provider."""
+    from ..rehearsal.session import rehearsal, uses_rehearsal
+
+    if not uses_rehearsal(policy):
+        with policy.executor() as executor:
+            yield executor
+        return
+    with rehearsal(policy, every_model=False) as (_, executor):
+        yield executor
+
+
+def _scenarios(policy) -> int:  # type: ignore[no-untyped-def]
+    """No input and a policy with rehearsal scenarios: the guided demo run, which checks its own expectations."""
+    from ..rehearsal.demo import run_scenarios
+
+    outcomes = run_scenarios(policy, out=lambda line: print(line, flush=True))
+    return EXIT_OK if all(o.met for o in outcomes) else EXIT_FAILED
 
 
 def _print_human(result) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,104 @@
+"""``dspy-run rehearse``: run a real policy against a scripted provider and say what it did.
+
+Every model of the chain (primary and fallbacks) is redirected to the rehearsal
+provider, which follows the fault script; each input gets a timeline and a
+verdict in plain words, checked against the provider's own request log. Waits
+are really waited; ``--speed`` divides every duration of the policy and the
+script, and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import RunnerError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", required=True, metavar="FILE", help="the policy to rehearse")
+    parser.add_argument("--script", metavar="FILE", help="fault script YAML: a list of steps, or {script, answers}")
+    parser.add_argument("--input", action="append", default=[], metavar="FIELD=VALUE", help="one input field (repeatable)")
+    parser.add_argument("--inputs", metavar="FILE.jsonl", help="one JSON object of input fields per line")
+    parser.add_argument("--speed", type=float, default=1.0, help="divide every duration by this factor (default 1: real time)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per input instead of the timeline")
+    parser.add_argument("--log-level", default=None, help="log level on stderr (default WARNING: one line per failed attempt)")
+    parser.add_argument("--log-format", choices=("text", "json"), default=None, help="overrides the policy's logging.format")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..loader import load_policy
+    from .inputs_arg import InputArgError, inputs_from_args
+
+    if args.speed <= 0:
+        return _refuse(f"--speed must be above 0, got {args.speed}; use e.g. --speed 10 to run ten times faster")
+    try:
+        policy = load_policy(args.policy)
+        inputs = inputs_from_args(args.input, args.inputs, policy.program.inputs, default_demo=True)
+        provider_kwargs = _script_kwargs(args.script)
+    except (RunnerError, InputArgError) as exc:
+        return _refuse(exc.message if isinstance(exc, RunnerError) else str(exc))
+    return _rehearse(policy, inputs, provider_kwargs, args)
+
+
+def _refuse(message: str) -> int:
+    print(f"dspy-run rehearse: {message}", file=sys.stderr)
+    return 2
+
+
+def _script_kwargs(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    from ..rehearsal import ScriptError, load_rehearsal_file, parse_answers, parse_script
+
+    try:
+        data = load_rehearsal_file(path)
+        data["script"] = parse_script(data.get("script"))
+        if "answers" in data:
+            data["answers"] = parse_answers(data["answers"])
+    except OSError as exc:
+        raise RunnerError("config", f"cannot read script {path}: {exc.strerror}", fix="check the --script path") from exc
+    except (ScriptError, ValueError) as exc:
+        raise RunnerError("config", f"{path}: {exc}", fix="see `Rehearse a policy` in the README for the step kinds") from exc
+    except Exception as exc:  # YAML syntax errors and the like: one line, no traceback
+        raise RunnerError("config", f"{path}: not a readable fault script ({type(exc).__name__})", fix="check its YAML") from exc
+    return data
+
+
+def _rehearse(policy, inputs, provider_kwargs: dict[str, Any], args: argparse.Namespace) -> int:
+    from ..logs import setup_logging
+    from ..rehearsal.session import rehearsal, scaled_policy, scaled_script
+    from ..rehearsal.verdict import render_timeline, request_count_problem, verdict
+
+    setup_logging(args.log_level or "WARNING", args.log_format or policy.logging.format)
+    speed = args.speed
+    run_policy = scaled_policy(policy, speed)
+    script = provider_kwargs.pop("script", None)
+    if script is None and policy.rehearsal is not None:
+        script = policy.rehearsal.script
+    if script is not None:
+        script = scaled_script(script, speed)
+    if speed != 1 and not args.json:
+        print(f"(times scaled down {speed:g}x: every duration of the policy and the script is divided by {speed:g})")
+    errors = 0
+    try:
+        with rehearsal(run_policy, every_model=True, script=script, **provider_kwargs) as (provider, executor):
+            for number, fields in enumerate(inputs, 1):
+                provider.reset()
+                result = executor.run(fields, record_id=str(number))
+                seen = provider.count
+                mismatch = request_count_problem(result, seen, policy.program.json_fallback)
+                errors += result.status == "error"
+                if args.json:
+                    print(json.dumps({"input": fields, "record": result.to_dict(), "verdict": verdict(policy, result),
+                                      "requests_seen": seen, "speed": speed, "mismatch": mismatch}))
+                    continue
+                print(f"input {number}: {json.dumps(fields, ensure_ascii=False)}")
+                print("\n".join(render_timeline(policy, result)))
+                print(f"  verdict: {verdict(policy, result)}")
+                print(f"  provider saw {seen} request(s)" + (f"; WARNING: {mismatch}" if mismatch else ", as the record says"))
+    except RunnerError as exc:
+        return _refuse(exc.message)
+    return 1 if errors else 0
