@@ -327,7 +327,10 @@ class _Connection(asyncio.Protocol):
             self._close()
             return
         if self.worker is None:
-            self._answer_inline()
+            try:
+                self._answer_inline()
+            except Exception:  # a bug here must show, and must not wedge the connection
+                self._fail()
 
     # request flow ------------------------------------------------------------
 
@@ -384,8 +387,17 @@ class _Connection(asyncio.Protocol):
                     await job
         except (ConnectionError, asyncio.CancelledError):
             self._close()
+        except Exception:
+            self._fail()
         finally:
             self.worker = None
+
+    def _fail(self) -> None:
+        from loguru import logger
+
+        logger.exception("rehearsal provider: internal error while answering; closing the connection")
+        self._send_raw(500, _error_body("rehearsal provider internal error", "server_error", None), keep_alive=False)
+        self._close()
 
     # writing -----------------------------------------------------------------
 
@@ -500,7 +512,7 @@ class _Server:
         latency_s = self.state.latency_s
 
         def answer_now(step: Step, index: int) -> _Reply | None:
-            if step.kind in ("hang", "trickle") or step.delay_ms or (latency_s and not step.delay_ms):
+            if step.kind in ("hang", "trickle") or step.delay_ms or latency_s:
                 return None
             return self._reply(body, step, index, model, user_text, pairs)
 
