@@ -71,15 +71,26 @@ def scaled_script(script: Script, speed: float) -> Script:
 
 
 @contextmanager
-def rehearsal(policy: Policy, *, every_model: bool, script: Any = None, answers: Any = None, **provider_kwargs: Any) -> Iterator[tuple[Provider, Any]]:
-    """A started provider and an executor whose (rehearsal or every) model talks to it; both closed after."""
+def rehearsal(
+    policy: Policy,
+    *,
+    every_model: bool,
+    script: Any = None,
+    answers: Any = None,
+    rng: Any = None,
+    **provider_kwargs: Any,
+) -> Iterator[tuple[Provider, Any]]:
+    """A started provider and an executor whose (rehearsal or every) model talks to it; both closed after.
+
+    ``rng`` goes to the executor's jitter draws (tests pin it to the extremes).
+    """
     spec = policy.rehearsal
     if spec is not None:
         script = spec.script if script is None else script
         answers = spec.answers if answers is None else answers
         provider_kwargs.setdefault("default_answer", spec.default_answer)
     with Provider(script=script, answers=answers, **provider_kwargs) as provider:
-        executor = policy.executor(connect=redirect(provider.base_url, every_model=every_model))
+        executor = policy.executor(connect=redirect(provider.base_url, every_model=every_model), rng=rng)
         try:
             yield provider, executor
         finally:
