@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import re
+import string
 import threading
 import time
 import traceback
@@ -51,8 +51,6 @@ from .result import ERROR, FALLBACK, OK, Attempt, ErrorInfo, Result
 MATCH_WINDOW = 10_000
 """A fallback's ``match`` reads at most this many characters of each input field:
 a hostile input must not be able to hang the runner in a regex."""
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 OPERATION = "predict"
 
@@ -240,17 +238,13 @@ class Executor:
             return True
         return any(step.match.search(str(value)[:MATCH_WINDOW]) for value in run.inputs.values())
 
-    def _canned(self, step: FallbackStep, inputs: Mapping[str, Any]) -> dict[str, str]:
-        """A response step's answer: literal text with ``{field}`` replaced by input values, nothing evaluated."""
+    def _canned(self, step: FallbackStep, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """A response step's answer: its texts with ``{field}`` filled in; outputs it gives no text for stay None."""
         assert step.output is not None
-
-        def fill(match: re.Match[str]) -> str:
-            name = match.group(1)
-            return str(inputs[name]) if name in self.policy.program.inputs and name in inputs else match.group(0)
-
-        return {name: _PLACEHOLDER.sub(fill, template) for name, template in step.output.items()}
-
-    # ------------------------------------------------------------- retry loops
+        answer: dict[str, Any] = dict.fromkeys(self.policy.program.outputs)
+        for name, template in step.output.items():
+            answer[name] = _render(template, inputs, self.policy.program.inputs)
+        return answer
 
     # The first attempt runs before stamina's loop is built, so that a success (the common case) pays
     # for no retry machinery at all. On a failure the loop starts and replays that first error as its
@@ -404,6 +398,26 @@ class Executor:
                 context=error.context,
             )
         return error
+
+
+def _render(template: str, inputs: Mapping[str, Any], fields: tuple[str, ...]) -> str:
+    """``str.format``'s grammar ({{ and }} are literal braces), but only *parsed*: a placeholder naming an
+    input field is replaced by that value as text, and nothing is ever looked up, indexed or called, so an
+    input holding ``{0.__class__}`` comes out as those characters."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:  # unbalanced braces: the loader refuses these; a hand-built policy gets its text verbatim
+        return template
+    out = []
+    for literal, name, spec, conversion in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        if name in fields and name in inputs and not spec and not conversion:
+            out.append(str(inputs[name]))
+        else:
+            out.append("{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
+    return "".join(out)
 
 
 def _refused(code: str, message: str, fix: str | None = None) -> RunnerError:
