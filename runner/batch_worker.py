@@ -50,7 +50,8 @@ class _Worker:
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="predict")
         self.out_fd = out_fd
         self.write_lock = threading.Lock()
-        self.futures: set[Future] = set()
+        self.futures: set[Future] = set()  # submitted and not done; pool threads remove theirs
+        self.futures_lock = threading.Lock()
 
     def serve(self, stdin) -> int:
         for line in stdin:
@@ -59,14 +60,19 @@ class _Worker:
             message = json.loads(line)
             if isinstance(message, list):
                 future = self.pool.submit(self._run, message[0], message[1])
-                self.futures.add(future)
-                future.add_done_callback(self.futures.discard)
+                with self.futures_lock:
+                    self.futures.add(future)
+                future.add_done_callback(self._forget)
             elif message.get("end"):
                 self.pool.shutdown(wait=True)
                 return self._abandon()  # every record is written; skip the interpreter's slow teardown of DSPy
             elif "drain" in message:
                 return self._drain(float(message["drain"]))
         return self._abandon()  # EOF without an end message: the parent is gone
+
+    def _forget(self, future: Future) -> None:
+        with self.futures_lock:
+            self.futures.discard(future)
 
     def _run(self, id_: str, inputs: dict) -> None:
         try:
@@ -81,7 +87,9 @@ class _Worker:
 
     def _drain(self, grace_s: float) -> int:
         self.pool.shutdown(wait=False, cancel_futures=True)  # not started: dropped; the parent counts them
-        wait(set(self.futures), timeout=grace_s)
+        with self.futures_lock:
+            running = set(self.futures)
+        wait(running, timeout=grace_s)
         return self._abandon()
 
     def _abandon(self) -> int:

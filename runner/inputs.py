@@ -93,7 +93,8 @@ def judge(raw: RawLine, fields: tuple[str, ...]) -> InputLine:
     if id_problem:
         return _bad(raw, default_id, f"{where}: {id_problem}")
     if _has_lone_surrogate(raw.data, value):
-        return _bad(raw, id_, f"{where}: a string holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff); fix the escape")
+        record_id = id_ if _encodable(id_) else default_id  # a record's id must itself be writable
+        return _bad(raw, record_id, f"{where}: a string holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff); fix the escape")
     missing = [name for name in fields if name not in value]
     if missing:
         return _bad(raw, id_, f"{where}: missing input field {', '.join(map(repr, missing))}; the signature needs {', '.join(fields)}")
@@ -130,6 +131,14 @@ def _skip_space(text: str, at: int) -> int:
     while at < len(text) and text[at] in " \t\r\n":
         at += 1
     return at
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _has_lone_surrogate(data: bytes, value: dict[str, Any]) -> bool:

@@ -65,6 +65,8 @@ def test_control_character_outside_a_string_is_not_json():
 def test_unpaired_surrogate_is_invalid_input():
     """An escaped lone surrogate, which cannot be encoded in a record, is refused; a valid pair is data."""
     assert _judge(b'{"question": "\\ud800"}').problem.code == "invalid_input"
+    in_id = _judge(b'{"id": "x\\udc00", "question": "q"}', number=8)
+    assert (in_id.id, in_id.problem.code) == ("8", "invalid_input")  # an unwritable id falls back to the line number
     assert _judge(b'{"question": "\\ud83d\\ude00"}').inputs["question"] == "\U0001f600"
 
 
