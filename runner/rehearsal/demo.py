@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..policy import Policy
@@ -66,7 +67,7 @@ def _show(policy: Policy, scenario: Scenario, result: Result, out: Print) -> Out
 def _validate(scenario: Scenario, out: Print) -> Outcome:
     from ..loader import check_file
 
-    _, problems = check_file(scenario.policy)
+    _, problems = check_file(_shown_path(scenario.policy))
     errors = [p for p in problems if p.is_error]
     out(f"   dspy-run validate {scenario.policy.name}:")
     for problem in problems:
@@ -74,6 +75,14 @@ def _validate(scenario: Scenario, out: Print) -> Outcome:
     met = expectation_met(scenario.expect, "invalid" if errors else "valid", None)
     out(_expectation_line(scenario, met) + "\n")
     return Outcome(scenario, met)
+
+
+def _shown_path(path: Path) -> str:
+    """The path as the user would type it: relative to the working folder when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _expectation_line(scenario: Scenario, met: bool) -> str:
