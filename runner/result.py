@@ -13,7 +13,11 @@ OK, FALLBACK, ERROR = "ok", "fallback", "error"
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One call to one model: its outcome (``ok`` or an error class) and the wait that preceded it."""
+    """One call to one model: its outcome (``ok`` or an error class) and the wait that *followed* it.
+
+    ``wait_ms`` is the pause after this attempt failed, before the next attempt
+    of the same model (0 for the last attempt of a model and for a success).
+    """
 
     model: str
     attempt: int
