@@ -90,6 +90,8 @@ def main() -> int:
     print(f"\n{args.inputs} inputs, provider latency {args.latency_ms:g} ms, median of {args.rounds} rounds (whole processes):")
     for name, seconds in medians.items():
         print(f"  {name:<10} {seconds:6.2f} s  {args.inputs / seconds:7.1f} inputs/s")
+    paired = ", ".join(f"{p / d:.2f}x" for p, d in zip(times["pool32"], times["dspy-run"]))
+    print(f"  dspy-run / pool32 per round (paired, same round): {paired}")
     print(f"  dspy-run / pool32     throughput ratio: {medians['pool32'] / medians['dspy-run']:.2f}x  (target >= 1.6x on 2 cores)")
     print(f"  dspy-run / parallel32 throughput ratio: {medians['parallel32'] / medians['dspy-run']:.2f}x")
     return 0
