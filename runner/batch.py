@@ -161,6 +161,8 @@ def run_batch(
             Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:  # the records are safe; only the copy of the summary is lost
             logger.error("cannot write --summary-json {}: {}", summary_json, exc.strerror)
+    if batch.refusal is not None:
+        return EXIT_USAGE
     if summary.interrupted == "SIGINT":
         return EXIT_SIGINT
     if summary.interrupted == "SIGTERM":
@@ -200,6 +202,7 @@ class _Batch:
         self.abandoned = 0
         self.repaired: str | None = None
         self.failed = False  # something stopped the run short of the input's end (all workers died)
+        self.refusal: str | None = None  # why the workers could not build an executor (the policy cannot run)
         self.workers: list[_Worker] = []
         self.stopping: str | None = None  # the signal name once one arrived
         self.kill_at: float | None = None
@@ -487,12 +490,25 @@ class _Batch:
         del worker.pending_in[: end + 1]
         for body in lines[:-1].split(b"\n"):  # JSON escapes every other line break, so only \n ends a record
             line = body + b"\n"
+            if line.startswith(b'{"refused": '):
+                self._refused(json.loads(line)["refused"])
+                continue
             record = parse_record(line)
             if record is not None and record["id"] in worker.outstanding:
                 worker.outstanding.discard(record["id"])
                 self._record(line, record)
             else:  # a bug, not an input's fault: never write it; the input, unrecorded, runs again next time
                 logger.error("worker {} sent a line that is not a record of an input it was given; dropped: {:.200}", worker.number, line)
+
+    def _refused(self, message: str) -> None:
+        """A worker could not build its executor: the policy cannot run, so no worker will; stop, say it once."""
+        if self.refusal is None:
+            self.refusal = message
+            print(f"dspy-run: {message}", file=sys.stderr)
+        self.failed = True
+        for worker in self.workers:
+            if worker.alive:
+                worker.proc.kill()
 
     def _worker_gone(self, worker: _Worker) -> None:
         worker.alive = False
@@ -502,6 +518,8 @@ class _Batch:
         lost = len(worker.outstanding)
         self.abandoned += lost
         worker.outstanding.clear()
+        if self.refusal is not None:
+            return
         if lost and not self.stopping:
             logger.error("worker {} exited with code {}; its {} unfinished inputs run again on the next run", worker.number, code, lost)
         elif code not in (0, None) and not self.stopping:

@@ -30,6 +30,7 @@ import sys
 import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 from loguru import logger
 
@@ -131,14 +132,38 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     from .batch import configure_logging
+    from .errors import RunnerError
+
+    try:
+        with _executor(args) as executor:
+            return _Worker(executor, args.concurrency, out_fd).serve(sys.stdin.buffer)
+    except RunnerError as exc:  # the policy cannot run here (unknown model, key variable unset): one line, once
+        os.write(out_fd, json.dumps({"refused": exc.message}).encode() + b"\n")
+        return REFUSED
+
+
+REFUSED = 2
+"""The exit code of a worker whose executor could not be built; the parent stops the batch with exit 2."""
+
+
+@contextmanager
+def _executor(args: argparse.Namespace):
+    """The worker's executor; ``rehearsal/NAME`` models get an embedded provider of this worker's own."""
+    from .batch import configure_logging
     from .limits import Limiter
     from .loader import load_policy
+    from .rehearsal.session import rehearsal, uses_rehearsal
 
     policy = load_policy(args.policy)
     configure_logging(args.log_level or policy.logging.level, args.log_format or policy.logging.format)
     _no_dspy_history()
-    executor = policy.executor(limiter=Limiter.for_share(policy.limits, args.share))
-    return _Worker(executor, args.concurrency, out_fd).serve(sys.stdin.buffer)
+    limiter = Limiter.for_share(policy.limits, args.share)
+    if uses_rehearsal(policy):
+        with rehearsal(policy, every_model=False, limiter=limiter) as (_, executor):
+            yield executor
+    else:
+        with policy.executor(limiter=limiter) as executor:
+            yield executor
 
 
 if __name__ == "__main__":

@@ -324,3 +324,34 @@ def test_progress_line_only_on_a_terminal(tmp_path, provider):
     text = seen.decode("utf-8", "replace")
     assert "/300" in text and "/s" in text and "ETA" in text
     assert "300 records in" in text
+
+
+def test_a_policy_that_cannot_run_stops_the_batch_with_exit_2_and_one_line(tmp_path):
+    """An unset key variable stops every worker before any call: exit 2, its one-line reason once, no traceback."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("model: {name: openai/gpt-4o-mini, api_key_env: DSPY_RUN_TEST_UNSET_KEY}\n", encoding="utf-8")
+    inputs = _inputs(tmp_path / "in.jsonl", 5)
+    env = {k: v for k, v in os.environ.items() if k != "DSPY_RUN_TEST_UNSET_KEY"}
+    done = subprocess.run(
+        [*CLI, "--policy", str(policy), "--inputs", str(inputs), "--output", str(tmp_path / "out.jsonl"), "--workers", "2"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("reads its API key from $DSPY_RUN_TEST_UNSET_KEY, which is not set") == 1
+    assert "Traceback" not in done.stderr
+    assert _records(tmp_path / "out.jsonl") == []  # nothing ran, nothing is recorded: a rerun after the fix runs all
+
+
+def test_rehearsal_models_run_in_a_batch_offline(tmp_path):
+    """A policy on `rehearsal/NAME` models runs a batch with no key and no network: each worker embeds a provider."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "model: {name: rehearsal/demo}\nrehearsal:\n  answers: [{match: 'question 3', text: three}]\nlogging: {level: ERROR}\n",
+        encoding="utf-8",
+    )
+    inputs = _inputs(tmp_path / "in.jsonl", 20)
+    code = run_batch(policy, inputs, tmp_path / "out.jsonl", concurrency=4, workers=2)
+    records = {r["id"]: r for r in _records(tmp_path / "out.jsonl")}
+    assert code == 0 and len(records) == 20
+    assert records["4"]["output"] == {"answer": "three"}  # line 4 holds "question 3?"
+    assert {r["model"] for r in records.values()} == {"rehearsal/demo"}

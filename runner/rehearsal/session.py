@@ -78,6 +78,7 @@ def rehearsal(
     script: Any = None,
     answers: Any = None,
     rng: Any = None,
+    limiter: Any = None,
     **provider_kwargs: Any,
 ) -> Iterator[tuple[Provider, Any]]:
     """A started provider and an executor whose (rehearsal or every) model talks to it; both closed after.
@@ -90,7 +91,7 @@ def rehearsal(
         answers = spec.answers if answers is None else answers
         provider_kwargs.setdefault("default_answer", spec.default_answer)
     with Provider(script=script, answers=answers, **provider_kwargs) as provider:
-        executor = policy.executor(connect=redirect(provider.base_url, every_model=every_model), rng=rng)
+        executor = policy.executor(connect=redirect(provider.base_url, every_model=every_model), rng=rng, limiter=limiter)
         try:
             yield provider, executor
         finally:
