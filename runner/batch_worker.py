@@ -111,18 +111,6 @@ def _internal_record(id_: str, exc: Exception) -> str:
     return error_record(id_, "internal", message, operation="run").to_json()
 
 
-def _no_dspy_history() -> None:
-    """Keep no per-call history or trace: a batch never reads them, and DSPy keeps up to 10,000 of each.
-
-    Left on, the global history, each LM's and each module's history and the
-    trace grow with every prediction until 10,000 entries each (hundreds of
-    MB over a long batch) and cost CPU on every call.
-    """
-    import dspy
-
-    dspy.configure(disable_history=True, max_history_size=0, max_trace_size=0)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -156,7 +144,6 @@ def _executor(args: argparse.Namespace):
 
     policy = load_policy(args.policy)
     configure_logging(args.log_level or policy.logging.level, args.log_format or policy.logging.format)
-    _no_dspy_history()
     limiter = Limiter.for_share(policy.limits, args.share)
     if uses_rehearsal(policy):
         with rehearsal(policy, every_model=False, limiter=limiter) as (_, executor):

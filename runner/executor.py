@@ -54,6 +54,10 @@ a hostile input must not be able to hang the runner in a regex."""
 
 OPERATION = "predict"
 
+_NO_HISTORY = {"disable_history": True, "max_trace_size": 0}
+"""DSPy keeps every prompt and answer (up to 10,000 per LM, per module and globally) unless told not to:
+in a long-lived executor that is memory growing with traffic and inputs kept in memory; nothing here reads it."""
+
 
 @dataclass(slots=True)
 class _Run:
@@ -323,7 +327,7 @@ class Executor:
         started = time.perf_counter()
         guard = self._attempt_deadline(budget)
         try:
-            with guard, self._dspy_context(lm=runtime.sync_lm, adapter=self._adapter):
+            with guard, self._dspy_context(lm=runtime.sync_lm, adapter=self._adapter, **_NO_HISTORY):
                 prediction = self._program(**run.inputs)
         except Exception as exc:
             error = self._failed(exc, guard.deadline.expired, budget, runtime, attempt)
@@ -343,7 +347,7 @@ class Executor:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(budget) as scope:
-                with self._dspy_context(lm=runtime.async_lm, adapter=self._adapter):
+                with self._dspy_context(lm=runtime.async_lm, adapter=self._adapter, **_NO_HISTORY):
                     prediction = await self._program.acall(**run.inputs)
         except Exception as exc:
             error = self._failed(exc, scope.expired(), budget, runtime, attempt)
