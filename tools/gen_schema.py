@@ -196,9 +196,9 @@ def build() -> dict:
                 "limits": obj(
                     "Protection against oversized input and overload.",
                     {
-                        "max_input_chars": {"type": "integer", "description": "Inputs longer than this (all fields together) are refused before any model call.", "minimum": 1, "default": li["max_input_chars"]},
-                        "requests_per_second": {"type": ["number", "null"], "description": "The most predictions started per second; null means no rate limit.", "exclusiveMinimum": 0, "default": li["requests_per_second"]},
-                        "max_in_flight": {"type": ["integer", "null"], "description": "The most predictions running at once; null means no limit.", "minimum": 1, "default": li["max_in_flight"]},
+                        "max_input_chars": {"type": "integer", "description": "An input field longer than this many characters is refused (invalid_input) before any model call.", "minimum": 1, "default": li["max_input_chars"]},
+                        "requests_per_second": {"type": ["number", "null"], "description": "The most provider requests started per second (every attempt counts, retries included; a batch's workers share it); null means no rate limit.", "exclusiveMinimum": 0, "default": li["requests_per_second"]},
+                        "max_in_flight": {"type": ["integer", "null"], "description": "The most provider calls in flight at once (a batch's workers share it); null means no limit.", "minimum": 1, "default": li["max_in_flight"]},
                     },
                     default=dict(li),
                 ),
