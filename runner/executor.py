@@ -45,7 +45,7 @@ from .errors import ERROR_CLASSES, ErrorContext, RunnerError
 from .limits import Limiter
 from .plan import draw_wait_s
 from .policy import FallbackStep, ModelSpec, Policy
-from .redact import redact
+from .redact import redact, register_env
 from .result import ERROR, FALLBACK, OK, Attempt, ErrorInfo, Result
 
 MATCH_WINDOW = 10_000
@@ -138,6 +138,9 @@ class Executor:
         self._dspy_context = dspy.context
         self._attempt_deadline = attempt_deadline
         self.policy = policy
+        # The policy's key variables are secrets even when a connection hook (a rehearsal) never sends them:
+        # a provider message or a script may still carry their values into a record.
+        register_env(*(model.api_key_env for model in policy.models))
         # Every attempt, retries included, passes the client-side limits: a retry is a billable request too.
         self._limiter = limiter if limiter is not None else Limiter.for_share(policy.limits)
         self._rng = rng or random.Random()

@@ -70,3 +70,45 @@ def test_local_server_without_a_key_variable_gets_a_placeholder_key(provider):
     with make_policy(provider).executor() as executor:
         result = executor.run(question="q")
     assert result.status == "ok" and provider.count == 1
+
+
+_ECHOING_KINDS = ["rate_limit", "quota", "auth", "context_window", "invalid_request", "unknown_model", "server_error"]
+
+
+def test_canary_is_masked_under_every_error_class(provider, monkeypatch):
+    """Whatever the error class, a provider message that echoes the key reaches the record masked."""
+    monkeypatch.setenv(ENV, CANARY)
+    script = [{"do": kind, "message": f"upstream said: key {CANARY} refused"} for kind in _ECHOING_KINDS]
+    provider.set_script(script)
+    policy = make_policy(provider, model={"api_key_env": ENV}, retry={"max_attempts": 1})
+    codes = []
+    with policy.executor() as executor:
+        for _ in _ECHOING_KINDS:
+            record = executor.run(question="q").to_json()
+            codes.append(json.loads(record)["error"]["code"])
+            assert CANARY not in record
+    assert len(set(codes)) == len(_ECHOING_KINDS)  # each fault really reached its own error class
+
+
+def test_canary_is_absent_from_batch_records_summary_explain_and_rehearse(tmp_path, provider):
+    """Batch output, its summary (text and JSON), `explain` and `rehearse` never print the key either."""
+    provider.set_script(_echo_key_script())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"model:\n  name: openai/test-model\n  api_base: {provider.base_url}\n  api_key_env: {ENV}\n", encoding="utf-8"
+    )
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(4)), encoding="utf-8")
+    out, summary = tmp_path / "out.jsonl", tmp_path / "summary.json"
+    env = {ENV: CANARY}
+    batch = dspy_run("--policy", str(policy), "--inputs", str(inputs), "--output", str(out), "--summary-json", str(summary),
+                     "--workers", "1", "--log-level", "DEBUG", env=env)
+    assert batch.returncode == 1, batch.stderr  # every input ended in auth
+    explain = dspy_run("explain", "--policy", str(policy), env=env)
+    script = tmp_path / "faults.yaml"
+    script.write_text(json.dumps(_echo_key_script()), encoding="utf-8")
+    rehearse = dspy_run("rehearse", "--policy", str(policy), "--script", str(script), "--json", env=env)
+    assert "auth" in out.read_text() and "auth" in summary.read_text() and "auth" in rehearse.stdout
+    for text in (out.read_text(), summary.read_text(), batch.stdout, batch.stderr,
+                 explain.stdout, explain.stderr, rehearse.stdout, rehearse.stderr):
+        assert CANARY not in text
