@@ -9,12 +9,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import ERROR_CLASSES, ErrorContext, RunnerError
-from .policy import Policy
-from .result import Attempt, ErrorInfo, Result
 
 if TYPE_CHECKING:
     from .executor import Executor
     from .loader import load_policy
+    from .policy import Policy
+    from .result import Attempt, ErrorInfo, Result
+
+_LAZY = {
+    "load_policy": "loader",
+    "Executor": "executor",
+    "Policy": "policy",
+    "Attempt": "result",
+    "ErrorInfo": "result",
+    "Result": "result",
+}
 
 __all__ = [
     "ERROR_CLASSES",
@@ -30,12 +39,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load_policy":
-        from .loader import load_policy
+    # Imported on first use: `dspy-run validate` starts in a pre-commit hook, where every module counts.
+    if name in _LAZY:
+        from importlib import import_module
 
-        return load_policy
-    if name == "Executor":
-        from .executor import Executor
-
-        return Executor
-    raise AttributeError(name)
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
