@@ -105,3 +105,16 @@ def test_json_log_format_is_one_object_per_line(tmp_path, provider):
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     attempt = next(line for line in lines if line["message"].startswith("Attempt 1/2 failed"))
     assert (attempt["level"], attempt["model"], attempt["attempt"], attempt["code"]) == ("WARNING", "openai/test-model", 1, "server")
+
+
+def test_a_broken_dspy_install_is_one_line_and_exit_2(tmp_path, provider):
+    """When `import dspy` fails, the run says so in one `dependency` line, exits 2 and sends nothing."""
+    fake = tmp_path / "shadow" / "dspy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('dspy is half-installed')\n", encoding="utf-8")
+    policy = write_policy(tmp_path, provider.base_url)
+    result = dspy_run("--policy", str(policy), "--input", "question=q", env={"PYTHONPATH": f"{tmp_path / 'shadow'}:{ROOT}"})
+    assert result.returncode == 2
+    assert "cannot import DSPy (ImportError: dspy is half-installed)" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert provider.count == 0
