@@ -302,7 +302,9 @@ class Executor:
         if retry.respect_retry_after and error.retry_after_s is not None:
             if error.retry_after_s > retry.max_retry_after_s:
                 return None, f"Retry-After {error.retry_after_s:.2f} s exceeds max_retry_after_ms"
-            wait = error.retry_after_s  # the provider's word replaces the schedule: never earlier than asked
+            # The provider's word lengthens the wait, never shortens it: a "Retry-After: 0" from an overloaded
+            # provider must not turn the policy's backoff into a hammering loop.
+            wait = max(wait, error.retry_after_s)
         if wait >= run.remaining_s():
             return None, f"waiting {wait:.2f} s would pass total_ms"
         return wait, ""

@@ -107,6 +107,29 @@ def test_retry_after_replaces_the_schedule_and_is_never_undercut(provider, run):
     assert second.arrived_at - first.responded_at >= 0.150
 
 
+def test_retry_after_shorter_than_the_schedule_does_not_shorten_it(provider, run):
+    """A 429 with Retry-After 0 is still followed by the policy's own backoff: the provider can lengthen a wait, never cut it."""
+    provider.set_script([{"do": "rate_limit", "retry_after_ms": 0, "times": 1}, {"do": "ok"}])
+    policy = make_policy(provider, retry={"backoff": {"base_ms": 80, "jitter": 0.0}})
+    with policy.executor() as executor:
+        result = run(executor, question="q")
+    first, second = provider.requests
+    assert result.status == "ok"
+    assert result.attempts[0].wait_ms == pytest.approx(80.0)
+    assert second.arrived_at - first.responded_at >= 0.080
+
+
+def test_retry_after_equal_to_the_limit_is_waited(provider, run):
+    """A Retry-After exactly at max_retry_after_ms is honoured (the limit is inclusive), measured at the server."""
+    provider.set_script([{"do": "rate_limit", "retry_after_ms": 120, "times": 1}, {"do": "ok"}])
+    policy = make_policy(provider, retry={"max_retry_after_ms": 120, "backoff": {"base_ms": 10, "jitter": 0.0}})
+    with policy.executor() as executor:
+        result = run(executor, question="q")
+    first, second = provider.requests
+    assert result.status == "ok" and result.attempts[0].wait_ms == pytest.approx(120.0)
+    assert second.arrived_at - first.responded_at >= 0.120
+
+
 def test_retry_after_beyond_the_limit_stops_the_model_at_once(provider, run):
     """A Retry-After above max_retry_after_ms is not waited: the model stops after one request and the fallback answers."""
     provider.set_script([{"do": "rate_limit", "retry_after_ms": 5000, "times": "forever"}])
