@@ -14,6 +14,8 @@ JSON path becomes ``FILE:LINE:COL``.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,32 +89,57 @@ def _pos(mark: Any) -> tuple[int, int]:
 
 
 def read_policy_file(path: str) -> ReadResult:
-    """Read a policy file from disk; size is checked before reading more than the limit."""
+    """Read a policy file from disk; size is checked before reading more than the limit.
+
+    The file is opened non-blocking and checked to be a regular file before
+    any read: a FIFO with no writer (or a terminal) would otherwise block
+    ``validate`` for ever, and a device such as /dev/zero has no end.
+    """
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return _fail(path, "not-found", "no such file; check the path")
-    except IsADirectoryError:
-        return _fail(path, "not-a-file", "this is a directory, not a policy file; name the .yaml file")
     except OSError as exc:
-        return _fail(path, "unreadable", f"cannot read the file ({exc.strerror}); check its permissions")
+        return _fail(path, "unreadable", f"cannot read the file ({exc.strerror}); check the path and its permissions")
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return _fail(path, "not-a-file", "this is a directory, not a policy file; name the .yaml file")
+        if not stat.S_ISREG(mode):
+            return _fail(path, "not-a-file", "this is not a regular file (a pipe, socket or device); save the policy to a .yaml file and name that")
+        raw = _read_at_most(fd, MAX_BYTES + 1)
+    except OSError as exc:
+        return _fail(path, "unreadable", f"cannot read the file ({exc.strerror}); check the path and its permissions")
+    finally:
+        os.close(fd)
     return read_policy_bytes(raw, path)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes: one read() may return less than asked even for a regular file."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def read_policy_bytes(raw: bytes, source: str) -> ReadResult:
     """Decode, compose and walk a policy given as bytes; ``source`` names it in problems."""
     if len(raw) > MAX_BYTES:
         return _fail(source, "too-large", f"the file is larger than the 1 MiB limit for a policy; a policy is a page of YAML, check this is the right file")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
-        text = raw.decode("utf-8")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        line, col = _byte_position(raw, exc.start)
+        offset = bom + exc.start  # the offset in the file as an editor or hexdump shows it
+        line, col = _byte_position(raw[bom:], exc.start)
         return _fail(
             source, "not-utf8",
-            f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte offset {exc.start}; save the file as UTF-8",
+            f"invalid UTF-8 byte 0x{raw[offset]:02x} at byte offset {offset}; save the file as UTF-8",
             line, col,
         )
     return read_policy_text(text, source)
@@ -126,7 +153,10 @@ def read_policy_text(text: str, source: str) -> ReadResult:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         return ReadResult(None, Marks(), tuple(_syntax_problems(text, source, exc)))
-    except yaml.YAMLError as exc:  # unmarked: e.g. a reader error on a control character
+    except yaml.reader.ReaderError as exc:  # unmarked, but it knows the offset of the character
+        line, col = _char_position(text, exc.position)
+        return _fail(source, "bad-character", f"the character {chr(exc.character)!r} (U+{exc.character:04X}) is not allowed in YAML; remove it, or write it as an escape such as \\x07 inside double quotes", line, col)
+    except yaml.YAMLError as exc:  # any other unmarked error
         return _fail(source, "yaml-syntax", f"YAML error: {_one_line(str(exc))}; fix the YAML syntax")
     except RecursionError:  # only the pure-Python composer recurses; libyaml caps depth itself
         return _fail(source, "too-deep", f"the YAML is nested too deeply; a policy nests at most {MAX_DEPTH} levels")
@@ -243,9 +273,19 @@ def _indentation_tabs(text: str, source: str) -> list[Problem]:
 
 
 def _byte_position(raw: bytes, offset: int) -> tuple[int, int]:
-    prefix = raw[:offset].decode("utf-8")  # valid up to the bad byte, by definition
-    line_start = prefix.rfind("\n") + 1
-    return prefix.count("\n") + 1, len(prefix) - line_start + 1
+    return _line_col(raw[:offset].decode("utf-8"))  # valid up to the bad byte, by definition
+
+
+def _char_position(text: str, position: int) -> tuple[int, int]:
+    """The line:col of a reader error's offset: libyaml counts UTF-8 bytes, the pure-Python reader characters."""
+    if _Loader is not yaml.SafeLoader:
+        return _line_col(text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "ignore"))
+    return _line_col(text[:position])
+
+
+def _line_col(prefix: str) -> tuple[int, int]:
+    """The 1-based line:col just after ``prefix``, the text before a position."""
+    return prefix.count("\n") + 1, len(prefix) - prefix.rfind("\n")
 
 
 def _one_line(text: str) -> str:

@@ -147,3 +147,43 @@ def test_literal_secret_anywhere_is_refused():
     _, problems = check_text(HEAD + "fallbacks:\n  - response: 'use sk-live-0123456789abcdefghij'\n", "p.yaml")
     assert [p.code for p in problems] == ["literal-secret"]
     assert "0123456789abcdefghij" not in problems[0].message
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    """A FIFO with no writer is refused as not a regular file instead of blocking validate for ever."""
+    import os
+
+    fifo = tmp_path / "policy.yaml"
+    os.mkfifo(fifo)
+    _, problems = check_file(fifo)
+    assert [(p.line, p.col, p.code) for p in problems] == [(1, 1, "not-a-file")]
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_devices_are_refused_as_not_regular_files(device):
+    """A device is never read: /dev/zero has no end and /dev/null is not a policy."""
+    _, problems = check_file(device)
+    assert [p.code for p in problems] == ["not-a-file"]
+
+
+def test_directory_and_symlink_loop_are_one_problem_each(tmp_path):
+    """A directory and a symlink loop each give one problem saying what the path is, not a traceback."""
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    assert [p.code for p in check_file(tmp_path)[1]] == ["not-a-file"]
+    assert [p.code for p in check_file(tmp_path / "a.yaml")[1]] == ["unreadable"]
+
+
+def test_non_utf8_offset_counts_the_bom():
+    """After a UTF-8 BOM, the byte offset of a bad byte is the file's, as a hex dump shows it."""
+    raw = b"\xef\xbb\xbf" + HEAD.encode() + "name: caf\u00e9\n".encode("latin-1")
+    (problem,) = read_policy_bytes(raw, "p.yaml").problems
+    assert (problem.line, problem.col) == (4, 10)
+    assert f"byte offset {3 + len(HEAD) + 9}" in problem.message
+
+
+def test_control_character_is_reported_where_it_is():
+    """A control character gets its own line:col (counted in characters, after multi-byte ones), not 1:1."""
+    _, problems = check_text(HEAD + 'name: "\u00e9\U0001F600\x07"\n', "p.yaml")
+    assert [(p.line, p.col, p.code) for p in problems] == [(4, 10, "bad-character")]
+    assert "U+0007" in problems[0].message
