@@ -83,6 +83,13 @@ class _Run:
         self.attempts[-1] = replace(self.attempts[-1], wait_ms=wait_s * 1000)
 
 
+class _NoSlot(RunnerError):
+    """A ``timeout`` that sent nothing: the attempt could not get a request slot (``limits``) before total_ms ran out.
+
+    Retrying it could only queue again for the same slots, so it ends the model at once.
+    """
+
+
 class _Decider:
     """stamina's backoff hook for one model: the wait before the next attempt, or False to stop now."""
 
@@ -294,6 +301,8 @@ class Executor:
     def _next_wait(self, error: RunnerError, attempt: int, run: _Run) -> tuple[float | None, str]:
         """The wait after failed ``attempt``, or None and the reason this model stops now."""
         retry = self.policy.retry
+        if isinstance(error, _NoSlot):
+            return None, "no request slot (limits) within total_ms"
         if error.code not in retry.retry_on:
             return None, f"{error.code} is not in retry_on"
         if attempt >= retry.max_attempts:
@@ -324,8 +333,12 @@ class Executor:
             return _run_coroutine(self._attempt_async(runtime, attempt, run))
         if self._limiter is None:
             return self._call_sync(runtime, attempt, run)
-        with self._limiter:
+        if not self._limiter.acquire(run.remaining_s()):
+            raise self._no_slot(runtime, attempt)
+        try:
             return self._call_sync(runtime, attempt, run)
+        finally:
+            self._limiter.release()
 
     def _call_sync(self, runtime: Any, attempt: int, run: _Run) -> dict[str, Any]:
         budget = self._budget_s(run)
@@ -344,8 +357,21 @@ class Executor:
     async def _attempt_async(self, runtime: Any, attempt: int, run: _Run) -> dict[str, Any]:
         if self._limiter is None:
             return await self._call_async(runtime, attempt, run)
-        async with self._limiter:
+        if not await self._limiter.aacquire(run.remaining_s()):
+            raise self._no_slot(runtime, attempt)
+        try:
             return await self._call_async(runtime, attempt, run)
+        finally:
+            self._limiter.release()
+
+    def _no_slot(self, runtime: Any, attempt: int) -> RunnerError:
+        """total_ms ran out while this attempt queued for the policy's ``limits``: nothing was sent, so no attempt is recorded."""
+        context = ErrorContext(operation=OPERATION, attempt=attempt, model=runtime.spec.name)
+        return _NoSlot(
+            "timeout",
+            f"timeout from {context.model}: total_ms ran out while waiting for a request slot (limits); nothing was sent",
+            context=context,
+        )
 
     async def _call_async(self, runtime: Any, attempt: int, run: _Run) -> dict[str, Any]:
         budget = self._budget_s(run)

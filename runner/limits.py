@@ -15,13 +15,17 @@ max_in_flight is smaller than P the batch starts only max_in_flight workers,
 so the share never rounds the total up.)
 
 One limiter may be used from any number of tasks and threads: ``async with``
-in coroutines, ``with`` in threads. A waiter that is cancelled while waiting
-for its start time gives up that time slot; the rate only gets lower.
+in coroutines, ``with`` in threads, or :meth:`Limiter.acquire` with a timeout
+when the caller has a deadline of its own (the executor passes what is left of
+``total_ms``: queueing for a slot must not overrun it). A waiter that is
+cancelled while waiting for its start time gives up that time slot; the rate
+only gets lower. A waiter that times out reserves nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import deque
@@ -79,12 +83,15 @@ class Limiter:
 
     # -- the rate: each caller reserves the next start time, then waits for it
 
-    def _reserve_delay(self) -> float:
+    def _reserve_delay(self, within: float) -> float | None:
+        """Reserve the next start time and return how long until it, or None (nothing reserved) past ``within``."""
         if not self._interval:
             return 0.0
         now = self._clock()
         with self._lock:
             start = max(now, self._next_start)
+            if start - now > within:
+                return None
             self._next_start = start + self._interval
         return start - now
 
@@ -101,7 +108,8 @@ class Limiter:
             self._waiters.append(waiter)
             return waiter
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give back the slot taken by a successful :meth:`acquire` or :meth:`aacquire`."""
         if self.max_in_flight is None:
             return
         with self._lock:
@@ -122,7 +130,11 @@ class Limiter:
             else:
                 self._waiters.remove(waiter)
 
-    async def __aenter__(self) -> "Limiter":
+    # -- taking a slot: bounded by ``timeout`` so that a caller's own deadline (total_ms) holds while it queues
+
+    async def aacquire(self, timeout: float = math.inf) -> bool:
+        """Wait for a slot and a start time, at most ``timeout`` seconds; False (holding nothing) when that is not enough."""
+        give_up = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -132,42 +144,63 @@ class Limiter:
         waiter = self._try_take(lambda: _Waiter(wake))
         if waiter is not None:
             try:
-                await future
-            except BaseException:
+                await asyncio.wait_for(future, None if timeout == math.inf else max(0.0, timeout))
+            except BaseException as exc:
                 self._abandon(waiter)
+                if isinstance(exc, TimeoutError):
+                    return False
                 raise
         try:
-            delay = self._reserve_delay()
+            delay = self._reserve_delay(give_up - time.monotonic())
+            if delay is None:
+                self.release()
+                return False
             if delay > 0:
                 await asyncio.sleep(delay)
         except BaseException:
-            self._release()
+            self.release()
             raise
-        return self
+        return True
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._release()
-
-    def __enter__(self) -> "Limiter":
+    def acquire(self, timeout: float = math.inf) -> bool:
+        """The thread version of :meth:`aacquire`."""
+        give_up = time.monotonic() + timeout
         event = threading.Event()
         waiter = self._try_take(lambda: _Waiter(event.set))
         if waiter is not None:
             try:
-                event.wait()
+                got = event.wait(None if timeout == math.inf else max(0.0, timeout))
             except BaseException:
                 self._abandon(waiter)
                 raise
+            if not got:
+                self._abandon(waiter)  # a slot granted in the meantime is passed on, not lost
+                return False
         try:
-            delay = self._reserve_delay()
+            delay = self._reserve_delay(give_up - time.monotonic())
+            if delay is None:
+                self.release()
+                return False
             if delay > 0:
                 time.sleep(delay)
         except BaseException:
-            self._release()
+            self.release()
             raise
+        return True
+
+    async def __aenter__(self) -> "Limiter":
+        await self.aacquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def __enter__(self) -> "Limiter":
+        self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._release()
+        self.release()
 
     def __repr__(self) -> str:
         return f"Limiter(requests_per_second={self.requests_per_second}, max_in_flight={self.max_in_flight})"

@@ -105,3 +105,18 @@ def test_total_ms_skips_fallback_models_but_not_canned_answers(provider, run):
         result = run(executor, question="q")
     assert provider.count == 1
     assert result.status == "fallback" and result.served_by == "fallback[1]" and result.output == {"answer": "sorry"}
+
+
+def test_total_deadline_holds_while_queueing_for_the_rate_limit(provider, run):
+    """An input whose request slot (limits) would come after total_ms gives up at once with a timeout: nothing sent, no overrun."""
+    policy = make_policy(
+        provider,
+        limits={"requests_per_second": 2},  # one start every 500 ms
+        timeouts={"attempt_ms": 100, "total_ms": 150},
+    )
+    with policy.executor() as executor:
+        assert run(executor, question="first").status == "ok"
+        second = run(executor, question="second")
+    assert provider.count == 1
+    assert second.status == "error" and second.attempts == () and second.elapsed_ms < 150
+    assert second.error.code == "timeout" and "request slot" in second.error.message

@@ -109,3 +109,31 @@ def test_invalid_limits_are_refused():
         Limiter(requests_per_second=0)
     with pytest.raises(ValueError):
         Limiter(max_in_flight=0)
+
+
+def test_acquire_that_times_out_holds_nothing_and_reserves_no_start():
+    """A waiter whose timeout passes gets False, takes no slot and no start time: the next caller is not pushed back."""
+    limiter = Limiter(requests_per_second=10, max_in_flight=1)
+    assert limiter.acquire(0.05)  # the first start is now; the next is 100 ms away
+    started = time.monotonic()
+    assert not limiter.acquire(0.03)  # the slot is held: waits its 30 ms, then gives up
+    assert 0.025 <= time.monotonic() - started < 0.08
+    limiter.release()
+    assert limiter.in_flight == 0
+    assert not limiter.acquire(0.01)  # a free slot, but the next start is ~70 ms away: refused at once
+    assert limiter.in_flight == 0
+    assert limiter.acquire(0.2) and limiter.in_flight == 1  # its start was not moved by the refusals
+    assert time.monotonic() - started < 0.15
+
+
+def test_async_acquire_that_times_out_holds_nothing():
+    """The coroutine version gives up after its timeout and leaves the count as it found it."""
+
+    async def scenario() -> tuple[bool, int]:
+        limiter = Limiter(max_in_flight=1)
+        await limiter.aacquire()
+        got = await limiter.aacquire(0.02)
+        limiter.release()
+        return got, limiter.in_flight
+
+    assert asyncio.run(scenario()) == (False, 0)
