@@ -223,6 +223,12 @@ class Executor:
             value = inputs[name]
             if value is None or (isinstance(value, str) and not value.strip()):
                 return _refused("empty_input", f"input field {name!r} is empty")
+            if isinstance(value, str) and not _sendable(value):
+                return _refused(
+                    "invalid_input",
+                    f"input field {name!r} holds text that is not valid Unicode (an unpaired surrogate, e.g. bytes that were not UTF-8)",
+                    fix="pass the text as UTF-8",
+                )
             size = len(value) if isinstance(value, str) else len(str(value))
             if size > limit:
                 return _refused(
@@ -453,6 +459,18 @@ def _render(template: str, inputs: Mapping[str, Any], fields: tuple[str, ...]) -
         else:
             out.append("{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
     return "".join(out)
+
+
+def _sendable(text: str) -> bool:
+    """Whether ``text`` can go on the wire as UTF-8: a lone surrogate (undecodable bytes in argv end up as
+    these) cannot, and would otherwise fail inside DSPy as an ``internal`` error after the attempt started."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refused(code: str, message: str, fix: str | None = None) -> RunnerError:

@@ -19,8 +19,9 @@ from runner.errors import RunnerError
         ({}, "invalid_input"),
         ({"question": "q", "topic": "x"}, "invalid_input"),
         ({"question": "x" * 101}, "invalid_input"),
+        ({"question": "caf\udce9"}, "invalid_input"),
     ],
-    ids=["empty", "whitespace", "null", "missing", "unknown-field", "oversized"],
+    ids=["empty", "whitespace", "null", "missing", "unknown-field", "oversized", "lone-surrogate"],
 )
 def test_bad_input_never_reaches_the_server_nor_a_fallback(provider, run, inputs, code):
     """A refused input costs no request and is not answered by an `on: [any]` fallback."""

@@ -81,7 +81,8 @@ def test_unknown_model_exits_2_and_sends_nothing(tmp_path, provider):
 def test_command_line_mistakes_exit_2_in_one_line(tmp_path, provider):
     """A malformed --input or a missing input is one line on stderr and exit 2, nothing sent."""
     policy = str(write_policy(tmp_path, provider.base_url))
-    for args in (["--input", "question"], [], ["--input", "question=q", "--inputs", "in.jsonl", "--output", "o.jsonl"]):
+    repeated = ["--input", "question=a", "--input", "question=b"]
+    for args in (["--input", "question"], [], ["--input", "question=q", "--inputs", "in.jsonl", "--output", "o.jsonl"], repeated):
         result = dspy_run("--policy", policy, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -93,6 +94,15 @@ def test_empty_input_exits_1_without_a_request(tmp_path, provider):
     result = dspy_run("--policy", str(write_policy(tmp_path, provider.base_url)), "--input", "question=  ", "--json")
     assert result.returncode == 1
     assert json.loads(result.stdout)["error"]["code"] == "empty_input" and provider.count == 0
+
+
+def test_bytes_that_are_not_utf8_in_an_argument_are_invalid_input(tmp_path, provider):
+    """An --input value with non-UTF-8 bytes (a latin-1 terminal) is refused as invalid_input before any call, not an internal error."""
+    policy = str(write_policy(tmp_path, provider.base_url))
+    result = dspy_run("--policy", policy, "--input", b"question=caf\xe9", "--json")
+    assert result.returncode == 1 and provider.count == 0
+    error = json.loads(result.stdout)["error"]
+    assert (error["code"], error["operation"]) == ("invalid_input", "input") and "UTF-8" in error["message"]
 
 
 def test_json_log_format_is_one_object_per_line(tmp_path, provider):

@@ -16,7 +16,10 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise InputArgError(f"--input {pair!r} is not FIELD=VALUE; write e.g. --input question='What is DSPy?'")
-        fields[name.strip()] = value
+        name = name.strip()
+        if name in fields:  # the last one silently winning would run an input the operator did not mean
+            raise InputArgError(f"--input {name}=... is given twice; give each field once")
+        fields[name] = value
     return fields
 
 
