@@ -20,15 +20,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import ERROR_CLASSES, RunnerError
+from .errors import ANY, RunnerError, expand
+from .plan import answers_every_failure, unreachable_after, worst_case_s
 from .policy import Policy, compile_policy
-from .problems import ERROR, WARNING, Problem
+from .problems import ERROR, SECRET_PREFIX, WARNING, Problem, looks_secret, shown, shown_name
 from .yamlread import Marks, ReadResult, read_policy_file, read_policy_text
 
 JsonPath = tuple[str | int, ...]
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_SECRET_PREFIX = re.compile(r"(?:^|[^A-Za-z0-9])(sk-|sk_|rk_|pk_|ghp_|gho_|github_pat_|xox[abpr]-|AIza|AKIA|hf_)[A-Za-z0-9_\-]{12,}")
 _STEP_KINDS = ("model", "response", "output")
 
 
@@ -90,17 +90,47 @@ def _check(read: ReadResult, label: str, source: Path | None, base_dir: Path) ->
     if read.data is None:
         return None, problems
     data, marks = read.data, read.marks
-    schema_found = list(_schema_problems(data, marks, label))
-    bad_paths = {path for path, _ in schema_found}
-    problems += [p for _, p in schema_found]
-    for path, problem in _semantic_problems(data, marks, label, base_dir):
-        if not any(path[: len(bad)] == bad for bad in bad_paths):  # one problem per spot: the schema's
-            problems.append(problem)
+    problems += _one_per_spot(
+        _number_problems(data, (), marks, label),
+        _schema_problems(data, marks, label),
+        _semantic_problems(data, marks, label, base_dir),
+    )
     if any(p.is_error for p in problems):
         return None, _ordered(problems)
     policy = compile_policy(data, source)
     problems += _schedule_warnings(policy, data, marks, label)
     return policy, _ordered(problems)
+
+
+def _one_per_spot(*stages: Iterable[tuple[JsonPath, Problem]]) -> list[Problem]:
+    """The problems of each stage, minus those at or below a spot an earlier stage already reported.
+
+    A value that is not a finite number would also fail its schema range; a
+    value of the wrong type would also fail a semantic check: one mistake, one line.
+    """
+    kept: list[Problem] = []
+    bad: set[JsonPath] = set()
+    for stage in stages:
+        found = [(path, p) for path, p in stage if not any(path[: len(b)] == b for b in bad)]
+        kept += [p for _, p in found]
+        bad |= {path for path, _ in found}
+    return kept
+
+
+def _number_problems(node: Any, path: JsonPath, marks: Marks, label: str) -> Iterator[tuple[JsonPath, Problem]]:
+    """YAML's .inf and .nan: no policy value can be one (JSON has neither), and NaN even passes every range check."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _number_problems(value, (*path, key), marks, label)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _number_problems(value, (*path, i), marks, label)
+    elif isinstance(node, float) and not math.isfinite(node):
+        line, col = marks.value(path)
+        yield path, Problem(label, line, col, "not-finite", f"`{_dotted(path)}` is {_YAML_SPECIAL[repr(node)]}, but a policy holds finite numbers only; write a finite number (or null where the key means no limit)")
+
+
+_YAML_SPECIAL = {"nan": ".nan (not a number)", "inf": ".inf (infinity)", "-inf": "-.inf (minus infinity)"}
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:
@@ -162,12 +192,14 @@ def _rewrite(error: Any, marks: Marks, label: str) -> Iterator[tuple[JsonPath, P
         options = [str(o) for o in expected]
         close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
         guess = f"did you mean `{close[0]}`? " if close else ""
-        yield at(f"`{where}` is {_shown(value)}, which is not one of: {', '.join(options)}; {guess}use one of these", "bad-value")
+        yield at(f"`{where}` is {shown(value)}, which is not one of: {', '.join(options)}; {guess}use one of these", "bad-value")
     elif kind == "const":
         yield at(f"`{where}` must be {expected!r} (the only policy language version); write `{path[-1]}: {expected}`", "bad-value")
     elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         bound = {"minimum": "at least", "exclusiveMinimum": "greater than", "maximum": "at most", "exclusiveMaximum": "less than"}[kind]
-        yield at(f"`{where}` is {_shown(value)}, but must be {bound} {expected}; {_hint(path, schema)}", "out-of-range")
+        yield at(f"`{where}` is {shown(value)}, but must be {bound} {expected}; {_hint(path, schema)}", "out-of-range")
+    elif kind == "pattern" and "propertyNames" in error.schema_path:
+        yield at(f"`{where}` names {shown_name(value)}, which cannot be a field name; use the signature's output field names (letters, digits, underscores)", "bad-format", (*path, value), on_key=True)
     elif kind == "pattern":
         yield at(_pattern_message(path, value), "bad-format")
     elif kind in ("minLength", "minProperties"):
@@ -179,7 +211,9 @@ def _rewrite(error: Any, marks: Marks, label: str) -> Iterator[tuple[JsonPath, P
     elif kind == "uniqueItems":
         twice = [item for item, n in Counter(map(str, value)).items() if n > 1]
         yield at(f"`{where}` lists `{twice[0] if twice else '?'}` more than once; list each error class once", "duplicate-item")
-    elif kind == "oneOf" and isinstance(value, dict):
+    elif kind == "oneOf" and not isinstance(value, dict):
+        return  # a step that is not a mapping: its type error already says so
+    elif kind == "oneOf":
         present = [k for k in _STEP_KINDS if k in value]
         if not present:
             yield at(f"`{where}` needs exactly one of `model`, `response` or `output`; add one, e.g. `response: \"Please try again later.\"`", "step-kind")
@@ -195,14 +229,14 @@ def _rewrite(error: Any, marks: Marks, label: str) -> Iterator[tuple[JsonPath, P
 def _unknown_key_message(key: str, path: JsonPath, allowed: list[str]) -> str:
     here = f"`{_dotted(path)}`" if path else "the top level"
     if key == "api_key" or ("key" in key.lower() and "env" not in key.lower() and path[-1:] == ("model",)):
-        return f"unknown key `{key}` in {here}: a policy never holds an API key; put the key in an environment variable and name it with `api_key_env`, e.g. `api_key_env: OPENAI_API_KEY`"
+        return f"unknown key {shown_name(key)} in {here}: a policy never holds an API key; put the key in an environment variable and name it with `api_key_env`, e.g. `api_key_env: OPENAI_API_KEY`"
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
-        return f"unknown key `{key}` in {here}; did you mean `{close[0]}`?"
+        return f"unknown key {shown_name(key)} in {here}; did you mean `{close[0]}`?"
     homes = _key_homes().get(key)
     if homes:
-        return f"unknown key `{key}` in {here}; it belongs under `{homes[0]}`: move it there"
-    return f"unknown key `{key}` in {here}; allowed keys: {', '.join(allowed)}"
+        return f"unknown key {shown_name(key)} in {here}; it belongs under `{homes[0]}`: move it there"
+    return f"unknown key {shown_name(key)} in {here}; allowed keys: {', '.join(allowed)}"
 
 
 def _key_homes() -> dict[str, list[str]]:
@@ -225,11 +259,11 @@ def _key_homes() -> dict[str, list[str]]:
 def _pattern_message(path: JsonPath, value: Any) -> str:
     where, leaf = _dotted(path), path[-1] if path else ""
     if leaf == "api_key_env":
-        if _looks_secret(str(value)):
+        if looks_secret(str(value)):
             return f"`{where}` looks like a literal API key, not the name of an environment variable; never put a key in a policy: export it as an environment variable and write its NAME here, e.g. OPENAI_API_KEY"
         return f"`{where}` must be the NAME of an environment variable (capital letters, digits, underscores); write e.g. `api_key_env: OPENAI_API_KEY`"
     if leaf == "name":
-        return f"`{where}` is {_shown(value)}, but a model is named provider/model; write e.g. `name: openai/gpt-4o-mini`"
+        return f"`{where}` is {shown(value)}, but a model is named provider/model; write e.g. `name: openai/gpt-4o-mini`"
     if leaf == "api_base":
         return f"`{where}` must be an http:// or https:// URL; write e.g. `api_base: https://api.openai.com/v1`"
     return f"`{where}` has an invalid format; see docs/policy.md"
@@ -264,42 +298,25 @@ def _type_word(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value}"
     if isinstance(value, str):
-        return f"the text {_shown(value)}"
+        return f"the text {shown(value)}"
     return "a list" if isinstance(value, list) else "a mapping"
 
 
 def _dotted(path: Iterable[str | int]) -> str:
+    """A JSON path as people write it (``fallbacks[0].model.name``); an odd key is quoted, a secret-looking one hidden."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier() and len(part) <= 60 and not looks_secret(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{shown(part)}]"
     return out
 
 
-def _looks_secret(text: str) -> bool:
-    """A value that is probably an API key: a known key prefix, or a long random-looking token."""
-    if _SECRET_PREFIX.search(text):
-        return True
-    token = text.strip()
-    if len(token) < 24 or any(c.isspace() for c in token) or "/" in token:
-        return False
-    has_digit = any(c.isdigit() for c in token)
-    has_alpha = any(c.isalpha() for c in token)
-    counts = Counter(token)
-    entropy = -sum(n / len(token) * math.log2(n / len(token)) for n in counts.values())
-    return has_digit and has_alpha and entropy >= 3.5 and token.count("_") <= 2
-
-
-def _shown(value: Any) -> str:
-    """A value quoted for a message; a secret-looking one is never repeated."""
-    if isinstance(value, str):
-        if _looks_secret(value):
-            return "a value that looks like a secret (not repeated here)"
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    return repr(value)
-
-
 def _scrub(message: str) -> str:
-    return _SECRET_PREFIX.sub(" <redacted>", " ".join(message.split()))
+    return SECRET_PREFIX.sub(" <redacted>", " ".join(message.split()))
 
 
 # --- semantic checks: what the schema cannot say -----------------------------------------------------
@@ -331,7 +348,7 @@ def _check_secrets(node: Any, path: JsonPath, problem) -> Iterator:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _check_secrets(value, (*path, i), problem)
-    elif isinstance(node, str) and path[-1:] != ("api_key_env",) and _SECRET_PREFIX.search(node):
+    elif isinstance(node, str) and path[-1:] != ("api_key_env",) and SECRET_PREFIX.search(node):
         yield problem(path, "literal-secret", f"`{_dotted(path)}` contains what looks like a literal API key; never put a key in a policy: export it as an environment variable and name it with `model.api_key_env`")
 
 
@@ -339,7 +356,7 @@ def _check_model(model: dict | None, path: JsonPath, problem) -> Iterator:
     if model is None:
         return
     env = _get(model, "api_key_env", str)
-    if env is not None and ENV_NAME.match(env) and _looks_secret(env):
+    if env is not None and ENV_NAME.match(env) and looks_secret(env):
         yield problem((*path, "api_key_env"), "literal-secret", f"`{_dotted(path)}.api_key_env` looks like a literal API key, not the name of an environment variable; export the key as a variable and write its NAME here, e.g. OPENAI_API_KEY")
     base = _get(model, "api_base", str)
     if base is not None:
@@ -356,7 +373,9 @@ def _check_url(url: str, path: JsonPath, problem) -> Iterator:
     except ValueError:
         yield problem(path, "bad-url", f"`{where}` is not a valid URL; write e.g. https://api.openai.com/v1")
         return
-    if parts.scheme.lower() not in ("http", "https"):
+    if any(c.isspace() or not c.isprintable() for c in url):
+        yield problem(path, "bad-url", f"`{where}` contains a space or control character; write the URL without it, e.g. https://api.openai.com/v1")
+    elif parts.scheme.lower() not in ("http", "https"):
         yield problem(path, "bad-url", f"`{where}` must use http or https; write e.g. https://api.openai.com/v1")
     elif "@" in parts.netloc:  # never echo it: the point is that it would leak
         yield problem(path, "url-credential", f"`{where}` contains a credential (user:password@ before the host), which would be written to logs; remove it and put the key in the environment variable named by `api_key_env`")
@@ -388,39 +407,51 @@ def _check_program(program: dict, base_dir: Path, problem):
         except ValueError as exc:
             yield problem(("program", "signature"), "bad-signature", f"`program.signature` is invalid: {exc}")
     state = _get(program, "state", str)
-    if state:
-        target = (base_dir / state).resolve()
-        if not target.is_file():
-            yield problem(("program", "state"), "missing-file", f"`program.state` names {state!r}, but {target} is not a file; save the program there with module.save(...) or fix the path (relative to the policy file)")
+    if state and not _is_file(base_dir, state):
+        yield problem(("program", "state"), "missing-file", f"`program.state` names {shown(state)}, which is not a file; save the program there with module.save(...) or fix the path (relative to the policy file)")
     return inputs, outputs
 
 
+def _is_file(base_dir: Path, name: str) -> bool:
+    """Whether ``name`` (relative to ``base_dir``) is a file; a name no file can have (a NUL byte, too long) is not."""
+    try:
+        return (base_dir / name).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _check_fallbacks(steps: list, inputs, outputs, marks: Marks, problem) -> Iterator:
-    catch_all: int | None = None
+    always = [isinstance(step, dict) and _always_answers(step) for step in steps]
+    for i in unreachable_after(always):
+        catch_all = always.index(True)
+        line, _ = marks.value(("fallbacks", catch_all))
+        yield problem(("fallbacks", i), "unreachable", f"`fallbacks[{i}]` can never run: `fallbacks[{catch_all}]` (line {line}) answers every failure with a canned response; move this step before it or remove it")
     for i, step in enumerate(steps):
-        if not isinstance(step, dict):
-            continue
-        path: JsonPath = ("fallbacks", i)
-        if catch_all is not None:
-            line, _ = marks.value(("fallbacks", catch_all))
-            yield problem(path, "unreachable", f"`fallbacks[{i}]` can never run: `fallbacks[{catch_all}]` (line {line}) answers every failure with a canned response; move this step before it or remove it")
-        pattern = _get(step, "match", str)
-        if pattern is not None:
-            yield from _check_pattern(pattern, (*path, "match"), problem)
-        yield from _check_model(_get(step, "model", dict), (*path, "model"), problem)
-        response = _get(step, "response", str)
-        if response is not None:
-            yield from _check_template(response, (*path, "response"), inputs, problem)
-            if outputs and len(outputs) > 1:
-                yield problem((*path, "response"), "partial-output", f"`fallbacks[{i}].response` fills only the first output field `{outputs[0]}`; the others ({', '.join(outputs[1:])}) stay empty: use `output:` to give each a text", WARNING, on_key=True)
-        output = _get(step, "output", dict)
-        if output is not None:
-            yield from _check_output(output, path, inputs, outputs, problem)
-        canned = response is not None or output is not None
-        on = _get(step, "on", list)
-        covers_all = on is None or "any" in on or set(ERROR_CLASSES) <= set(on)
-        if canned and pattern is None and covers_all and catch_all is None:
-            catch_all = i
+        if isinstance(step, dict):
+            yield from _check_step(step, ("fallbacks", i), inputs, outputs, problem)
+
+
+def _always_answers(step: dict) -> bool:
+    canned = _get(step, "response", str) is not None or _get(step, "output", dict) is not None
+    on = _get(step, "on", list)
+    if on is not None and not all(isinstance(name, str) for name in on):
+        return False  # the schema reports the list; guessing its meaning would add a second problem
+    return answers_every_failure(canned, _get(step, "match", str) is not None, expand(on if on is not None else [ANY]))
+
+
+def _check_step(step: dict, path: JsonPath, inputs, outputs, problem) -> Iterator:
+    pattern = _get(step, "match", str)
+    if pattern is not None:
+        yield from _check_pattern(pattern, (*path, "match"), problem)
+    yield from _check_model(_get(step, "model", dict), (*path, "model"), problem)
+    response = _get(step, "response", str)
+    if response is not None:
+        yield from _check_template(response, (*path, "response"), inputs, problem)
+        if outputs and len(outputs) > 1:
+            yield problem((*path, "response"), "partial-output", f"`{_dotted(path)}.response` fills only the first output field `{outputs[0]}`; the others ({', '.join(outputs[1:])}) stay empty: use `output:` to give each a text", WARNING, on_key=True)
+    output = _get(step, "output", dict)
+    if output is not None:
+        yield from _check_output(output, path, inputs, outputs, problem)
 
 
 def _check_rehearsal(section: dict | None, base_dir: Path, problem) -> Iterator:
@@ -434,8 +465,8 @@ def _check_rehearsal(section: dict | None, base_dir: Path, problem) -> Iterator:
         if isinstance(scenario, dict):
             scripts.append((("rehearsal", "scenarios", i, "script"), scenario.get("script")))
             policy = _get(scenario, "policy", str)
-            if policy is not None and not (base_dir / policy).is_file():
-                yield problem(("rehearsal", "scenarios", i, "policy"), "missing-file", f"`rehearsal.scenarios[{i}].policy` names {policy!r}, which is not a file; fix the path (relative to this policy)")
+            if policy is not None and not _is_file(base_dir, policy):
+                yield problem(("rehearsal", "scenarios", i, "policy"), "missing-file", f"`rehearsal.scenarios[{i}].policy` names {shown(policy)}, which is not a file; fix the path (relative to this policy)")
     for path, script in scripts:
         if script is not None:
             for found in check_script(script, _dotted(path))[1]:
@@ -474,7 +505,7 @@ def _check_output(output: dict, path: JsonPath, inputs, outputs, problem) -> Ite
         if outputs is not None and field not in outputs:
             close = difflib.get_close_matches(field, outputs, n=1, cutoff=0.6)
             guess = f" did you mean `{close[0]}`?" if close else ""
-            yield problem((*path, "output", field), "unknown-field", f"`{where}` names `{field}`, which is not an output field of the signature ({', '.join(outputs)});{guess} use the signature's output names", on_key=True)
+            yield problem((*path, "output", field), "unknown-field", f"`{where}` names {shown_name(field)}, which is not an output field of the signature ({', '.join(outputs)});{guess} use the signature's output names", on_key=True)
         if isinstance(text, str):
             yield from _check_template(text, (*path, "output", field), inputs, problem)
     if outputs is not None:
@@ -495,16 +526,19 @@ def _check_template(text: str, path: JsonPath, inputs, problem) -> Iterator:
     for _, field, spec, conversion in parsed:
         if field is None:
             continue
-        shown = field if len(field) <= 40 else field[:37] + "..."
         if spec or conversion:
-            yield problem(path, "bad-template", f"`{where}` uses the placeholder {{{shown}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} with a conversion or format; write just {{name}} (allowed: {allowed}), and {{{{ }}}} for literal braces")
+            placeholder = _placeholder(f"{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}")
+            yield problem(path, "bad-template", f"`{where}` uses the placeholder {placeholder} with a conversion or format; write just {{name}} (allowed: {allowed}), and {{{{ }}}} for literal braces")
         elif inputs is not None and field not in inputs:
-            yield problem(path, "bad-template", f"`{where}` uses the placeholder {{{shown}}}, but placeholders may only name input fields of the signature (allowed: {allowed}); write {{{{ and }}}} for literal braces")
+            yield problem(path, "bad-template", f"`{where}` uses the placeholder {_placeholder(f'{{{field}}}')}, but placeholders may only name input fields of the signature (allowed: {allowed}); write {{{{ and }}}} for literal braces")
+
+
+def _placeholder(text: str) -> str:
+    """A placeholder as written when it is short and plain, else quoted like any value (one line, no secret)."""
+    return text if text.isprintable() and len(text) <= 40 and not looks_secret(text) else shown(text, 40)
 
 
 def _schedule_warnings(policy: Policy, data: dict, marks: Marks, label: str) -> list[Problem]:
-    from .plan import worst_case_s
-
     total = policy.timeouts.total_s
     if total is None:
         return []

@@ -74,12 +74,24 @@ def model_plan(model: ModelSpec, label: str, retry: RetrySpec, attempt_s: float,
     return ModelPlan(model, label, tuple(steps), worst, calls)
 
 
+def answers_every_failure(canned: bool, has_match: bool, on: frozenset[str]) -> bool:
+    """Whether a fallback step always answers: a canned response with no ``match``, on every error class.
+
+    The loader asks it of raw steps (to refuse the steps behind one) and
+    ``explain`` of compiled ones (to mark them): one rule for both.
+    """
+    return canned and not has_match and on >= frozenset(ERROR_CLASSES)
+
+
+def unreachable_after(always_answers: list[bool]) -> tuple[int, ...]:
+    """Indexes of the steps after the first one that always answers: nothing can reach them."""
+    first = next((i for i, flag in enumerate(always_answers) if flag), len(always_answers))
+    return tuple(range(first + 1, len(always_answers)))
+
+
 def unreachable_steps(fallbacks: tuple[FallbackStep, ...]) -> tuple[int, ...]:
-    """Indexes of the steps after the first unconditional canned response: nothing can reach them."""
-    for step in fallbacks:
-        if step.output is not None and step.unconditional:
-            return tuple(s.index for s in fallbacks if s.index > step.index)
-    return ()
+    """Indexes of the compiled steps that can never run."""
+    return unreachable_after([answers_every_failure(s.output is not None, s.match is not None, s.on) for s in fallbacks])
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .problems import Problem
+from .problems import Problem, shown_name
 
 MAX_BYTES = 1024 * 1024  # a policy is a page of YAML; 1 MiB is far beyond any real one
 MAX_DEPTH = 32  # the deepest real key (fallbacks[].model.name) sits at depth 4
@@ -221,7 +221,7 @@ class _Walker:
             key_pos = _pos(key_node.start_mark)
             if key in out:
                 line, col = first_seen[key]
-                self.problems.append(Problem(self.source, *key_pos, "duplicate-key", f"duplicate key `{key}` (first defined at line {line}); keep one of them"))
+                self.problems.append(Problem(self.source, *key_pos, "duplicate-key", f"duplicate key {shown_name(key)} (first defined at line {line}); keep one of them"))
                 self.visited += 1
                 continue
             first_seen[key] = key_pos

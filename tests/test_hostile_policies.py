@@ -187,3 +187,52 @@ def test_control_character_is_reported_where_it_is():
     _, problems = check_text(HEAD + 'name: "\u00e9\U0001F600\x07"\n', "p.yaml")
     assert [(p.line, p.col, p.code) for p in problems] == [(4, 10, "bad-character")]
     assert "U+0007" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sk-proj-abcdefghijklmnop123456: 1\n",
+        "fallbacks:\n  - response: '{sk-proj-abcdefghijklmnop123456}'\n",
+        "fallbacks:\n  - output: {sk-proj-abcdefghijklmnop123456: hi}\n",
+    ],
+)
+def test_secret_shaped_keys_and_placeholders_are_never_repeated(text):
+    """A key or placeholder that looks like an API key is refused without the key in any message."""
+    _, problems = check_text(HEAD + text, "p.yaml")
+    assert problems and all(p.is_error for p in problems)
+    assert not any("abcdefghijklmnop" in p.message for p in problems)
+
+
+@pytest.mark.parametrize("text", ['"re\\ntry": 1\n', '"a\\nb": 1\n"a\\nb": 2\n', "fallbacks:\n  - response: \"{a\\nb}\"\n"])
+def test_keys_and_placeholders_with_newlines_stay_on_one_line(text):
+    """A quoted key or placeholder holding a newline is shown escaped: every problem stays one line."""
+    _, problems = check_text(HEAD + text, "p.yaml")
+    assert problems
+    assert all("\n" not in p.format() and "\\n" in p.message for p in problems)
+
+
+def test_fallback_step_that_is_text_gives_one_problem():
+    """A list item that is text, not a step, gets the type error alone (no 'valid under each of' echo)."""
+    _, problems = check_text(HEAD + "fallbacks:\n  - Sorry\n", "p.yaml")
+    assert [(p.line, p.col, p.code) for p in problems] == [(5, 5, "wrong-type")]
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", ".NaN"])
+def test_non_finite_numbers_are_one_problem_each(value):
+    """.nan passes every range check and .inf every minimum: both are refused once, at the value."""
+    _, problems = check_text(HEAD + f"  temperature: {value}\nretry:\n  backoff: {{multiplier: {value}}}\n", "p.yaml")
+    assert [(p.line, p.code) for p in problems] == [(4, "not-finite"), (6, "not-finite")]
+
+
+@pytest.mark.parametrize("state", ['"a\\0b"', "'" + "a" * 5000 + "'"])
+def test_state_path_no_file_can_have_is_a_problem(state):
+    """A state path with a NUL byte or longer than any file name is reported as not a file, not a traceback."""
+    _, problems = check_text(HEAD + f"program:\n  state: {state}\n", "p.yaml")
+    assert [(p.line, p.code) for p in problems] == [(5, "missing-file")]
+
+
+def test_on_list_of_mappings_does_not_crash_the_reachability_rule():
+    """`on: [{a: 1}]` (unhashable items) is a schema problem, not a TypeError in the unreachable-step rule."""
+    _, problems = check_text(HEAD + "fallbacks:\n  - on: [{a: 1}]\n    response: hi\n  - response: bye\n", "p.yaml")
+    assert [p.code for p in problems] == ["bad-value"]
