@@ -114,13 +114,14 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def _in_bound(keyword: str, value: float, bound: float) -> bool:
+    """Written as "not out of bound", as jsonschema tests it, so that NaN gets the same verdict (the loader refuses it)."""
     if keyword == "minimum":
-        return value >= bound
+        return not value < bound
     if keyword == "maximum":
-        return value <= bound
+        return not value > bound
     if keyword == "exclusiveMinimum":
-        return value > bound
-    return value < bound
+        return not value <= bound
+    return not value >= bound
 
 
 def _string_ok(keyword: str, value: str, arg: Any) -> bool:
