@@ -166,3 +166,23 @@ def test_explain_worst_case_equals_the_longest_rehearsal(total_ms):
     assert worst <= elapsed_s <= worst + 0.08, (worst, elapsed_s)
     if total_ms is None:
         assert seen == 6 == chain_plan(policy).worst_case_calls
+
+
+def test_rehearse_refuses_a_meaningless_speed_or_log_level_without_a_traceback(tmp_path):
+    """--speed nan, inf, or so small that every wait lasts hours, and an unknown --log-level, exit 2 before anything runs."""
+    policy = _write(tmp_path, "p.yaml", POLICY)
+    for args in (["--speed", "nan"], ["--speed", "inf"], ["--speed", "1e-300"], ["--log-level", "loud"]):
+        done = _cli("rehearse", "--policy", str(policy), *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_rehearse_inputs_file_and_script_latency_follow_the_batch_rules_and_the_speed(tmp_path):
+    """--inputs ignores keys that are not input fields (as a batch does), and --speed divides the script file's latency_ms too."""
+    policy = _write(tmp_path, "p.yaml", "model: {name: openai/m}\nretry: {max_attempts: 1}\ntimeouts: {attempt_ms: 3000}\n")
+    faults = _write(tmp_path, "f.yaml", "script: [{do: ok}]\nlatency_ms: 1000\n")  # scaled: 100 ms in a 300 ms deadline
+    inputs = _write(tmp_path, "in.jsonl", '{"id": 7, "question": "q", "expected": "an evaluation answer"}\n')
+    done = _cli("rehearse", "--policy", str(policy), "--script", str(faults), "--inputs", str(inputs), "--speed", "10", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)["record"]
+    assert record["status"] == "ok" and 90 <= record["attempts"][0]["elapsed_ms"] < 300

@@ -30,15 +30,16 @@ def inputs_from_args(pairs: list[str], jsonl: str | None, input_names: tuple[str
     if pairs:
         return [parse_pairs(pairs)]
     if jsonl:
-        return list(_jsonl(jsonl))
+        return list(_jsonl(jsonl, input_names))
     if default_demo:
         return [{name: "What is the capital of France?" for name in input_names}]
     raise InputArgError(f"nothing to run: give --input {input_names[0]}=... or --inputs FILE.jsonl")
 
 
-def _jsonl(path: str) -> Iterator[dict[str, str]]:
+def _jsonl(path: str, input_names: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """Each line's input fields; other keys (``id``, an evaluation set's expected answers) are ignored, as in a batch."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
@@ -48,7 +49,6 @@ def _jsonl(path: str) -> Iterator[dict[str, str]]:
                     raise InputArgError(f"{path}:{number}:{exc.colno}: not JSON ({exc.msg}); write one object per line") from exc
                 if not isinstance(data, dict):
                     raise InputArgError(f"{path}:{number}:1: a line must be a JSON object of input fields")
-                data.pop("id", None)
-                yield data
+                yield {name: data[name] for name in input_names if name in data}
     except OSError as exc:
         raise InputArgError(f"cannot read {path}: {exc.strerror}") from exc

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
 from ..errors import RunnerError
+from .run_cmd import LOG_LEVELS
+
+SPEEDS = (0.01, 1000.0)
+"""The --speed range: beyond it, scaled deadlines fall below a millisecond (or above hours) and the rehearsal stops meaning anything."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", metavar="FILE.jsonl", help="one JSON object of input fields per line")
     parser.add_argument("--speed", type=float, default=1.0, help="divide every duration by this factor (default 1: real time)")
     parser.add_argument("--json", action="store_true", help="one JSON object per input instead of the timeline")
-    parser.add_argument("--log-level", default=None, help="log level on stderr (default WARNING: one line per failed attempt)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="log level on stderr (default WARNING: one line per failed attempt)")
     parser.add_argument("--log-format", choices=("text", "json"), default=None, help="overrides the policy's logging.format")
 
 
@@ -32,11 +37,14 @@ def main(args: argparse.Namespace) -> int:
     from ..loader import load_policy
     from .inputs_arg import InputArgError, inputs_from_args
 
-    if args.speed <= 0:
-        return _refuse(f"--speed must be above 0, got {args.speed}; use e.g. --speed 10 to run ten times faster")
+    low, high = SPEEDS
+    if not (math.isfinite(args.speed) and low <= args.speed <= high):
+        return _refuse(f"--speed must be between {low:g} and {high:g}, got {args.speed:g}; use e.g. --speed 10 to run ten times faster")
     try:
         policy = load_policy(args.policy)
         inputs = inputs_from_args(args.input, args.inputs, policy.program.inputs, default_demo=True)
+        if not inputs:
+            raise InputArgError(f"{args.inputs} holds no inputs; write one JSON object of input fields per line")
         provider_kwargs = _script_kwargs(args.script)
     except (RunnerError, InputArgError) as exc:
         return _refuse(exc.message if isinstance(exc, RunnerError) else str(exc))
@@ -80,6 +88,8 @@ def _rehearse(policy, inputs, provider_kwargs: dict[str, Any], args: argparse.Na
         script = policy.rehearsal.script
     if script is not None:
         script = scaled_script(script, speed)
+    if isinstance(provider_kwargs.get("latency_ms"), (int, float)):
+        provider_kwargs["latency_ms"] /= speed  # a duration of the script file too
     if speed != 1 and not args.json:
         print(f"(times scaled down {speed:g}x: every duration of the policy and the script is divided by {speed:g})")
     errors = 0

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
-_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")  # loguru's; runner.logs stays unimported until needed
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")  # loguru's; runner.logs stays unimported until needed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the whole result record as one JSON object")
     parser.add_argument("--inputs", metavar="FILE.jsonl", help="batch: one JSON object of input fields per line")
     parser.add_argument("--output", metavar="FILE.jsonl", help="batch: where result records are appended (resumable)")
-    parser.add_argument("--log-level", type=str.upper, choices=_LEVELS, metavar="LEVEL", help="overrides the policy's logging.level (DEBUG, INFO, WARNING, ERROR)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="overrides the policy's logging.level (DEBUG, INFO, WARNING, ERROR)")
     parser.add_argument("--log-format", choices=("text", "json"), help="overrides the policy's logging.format")
     batch = parser.add_argument_group("batch options (with --inputs)")
     batch.add_argument("--concurrency", type=int, default=None, help="predictions in flight per worker (default 32)")
