@@ -6,6 +6,7 @@ what a policy promises and what it does cannot drift apart. No I/O, no clock.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -15,7 +16,11 @@ from .policy import Backoff, FallbackStep, ModelSpec, Policy, RetrySpec
 
 def nominal_wait_s(backoff: Backoff, failed_attempt: int) -> float:
     """The wait after attempt ``failed_attempt`` (1-based) failed: ``base * multiplier**(n-1)``, capped."""
-    return min(backoff.base_s * backoff.multiplier ** (failed_attempt - 1), backoff.max_s)
+    try:
+        grown = backoff.base_s * backoff.multiplier ** (failed_attempt - 1)
+    except OverflowError:  # e.g. multiplier 1e6 over 99 attempts: long past any cap (unless there is nothing to grow)
+        grown = math.inf if backoff.base_s else 0.0
+    return min(grown, backoff.max_s)
 
 
 def wait_bounds_s(backoff: Backoff, failed_attempt: int) -> tuple[float, float]:

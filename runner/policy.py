@@ -169,8 +169,14 @@ def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dic
     return out
 
 
+def _whole(value: int | float | None) -> int | None:
+    """A count as an int: JSON Schema's "integer" also admits 3.0, which range() and Semaphore() refuse."""
+    return None if value is None else int(value)
+
+
 def _model(data: Mapping[str, Any], inherit: ModelSpec | None = None) -> ModelSpec:
     merged = _merged(DEFAULTS["model"], data)
+    merged["max_tokens"] = _whole(merged["max_tokens"])
     if inherit is not None:
         for key in _INHERITED_MODEL_KEYS:
             if key not in data:
@@ -216,7 +222,7 @@ def compile_policy(data: Mapping[str, Any], source: Path | None = None) -> Polic
             json_fallback=program["json_fallback"],
         ),
         retry=RetrySpec(
-            max_attempts=retry["max_attempts"],
+            max_attempts=_whole(retry["max_attempts"]),
             retry_on=expand(retry["retry_on"]),
             backoff=Backoff(
                 base_s=backoff["base_ms"] * ms,
@@ -235,8 +241,16 @@ def compile_policy(data: Mapping[str, Any], source: Path | None = None) -> Polic
             _fallback(i, step, primary, signature.outputs[0]) for i, step in enumerate(data.get("fallbacks") or ())
         ),
         logging=LoggingSpec(**_merged(DEFAULTS["logging"], data.get("logging"))),
-        limits=Limits(**_merged(DEFAULTS["limits"], data.get("limits"))),
+        limits=_limits(_merged(DEFAULTS["limits"], data.get("limits"))),
         rehearsal=_rehearsal(data.get("rehearsal"), source),
+    )
+
+
+def _limits(limits: dict[str, Any]) -> Limits:
+    return Limits(
+        max_input_chars=_whole(limits["max_input_chars"]),
+        requests_per_second=limits["requests_per_second"],
+        max_in_flight=_whole(limits["max_in_flight"]),
     )
 
 

@@ -75,6 +75,8 @@ def shown(value: Any, limit: int = 60) -> str:
         if looks_secret(value):
             return "a value that looks like a secret (not repeated here)"
         return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return f"a {len(str(abs(value)))}-digit number"
     return repr(value)
 
 

@@ -238,8 +238,9 @@ class _Walker:
             return node.value
         try:
             return construct(node)
-        except (ValueError, yaml.constructor.ConstructorError):
-            raise _Refused(node, "bad-scalar", f"this value is tagged {_short_tag(node.tag)} but is not one; remove the tag or fix the value") from None
+        except (ValueError, yaml.constructor.ConstructorError) as exc:  # `!!int x`, or an int past Python's 4300 digits
+            reason = _one_line(str(exc).split(":")[0])[:80]  # not the value itself: it could be a secret
+            raise _Refused(node, "bad-scalar", f"this value cannot be read as {_short_tag(node.tag)} ({reason}); fix the value, or remove its tag") from None
 
 
 def _short_tag(tag: str) -> str:

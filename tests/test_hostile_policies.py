@@ -236,3 +236,25 @@ def test_on_list_of_mappings_does_not_crash_the_reachability_rule():
     """`on: [{a: 1}]` (unhashable items) is a schema problem, not a TypeError in the unreachable-step rule."""
     _, problems = check_text(HEAD + "fallbacks:\n  - on: [{a: 1}]\n    response: hi\n  - response: bye\n", "p.yaml")
     assert [p.code for p in problems] == ["bad-value"]
+
+
+@pytest.mark.parametrize("key", ["attempt_ms", "total_ms"])
+def test_durations_are_capped_at_a_day(key):
+    """A duration past a day is refused by the schema (a 401-digit one too, shown by its length), never an overflow."""
+    _, problems = check_text(HEAD + f"timeouts:\n  {key}: {10**400}\n", "p.yaml")
+    assert [(p.line, p.code) for p in problems] == [(5, "out-of-range")]
+    assert "401-digit number" in problems[0].message and "86400000" in problems[0].message
+
+
+def test_integer_past_pythons_digit_limit_is_one_problem():
+    """5000 digits exceed int()'s limit: one problem saying so, without repeating the value."""
+    _, problems = check_text(HEAD + "timeouts:\n  attempt_ms: " + "9" * 5000 + "\n", "p.yaml")
+    assert [(p.line, p.col, p.code) for p in problems] == [(5, 15, "bad-scalar")]
+    assert "4300 digits" in problems[0].message and "999" not in problems[0].message
+
+
+@pytest.mark.parametrize("model", ["  name: a/b\n  api_key_env: |\n    OPENAI_API_KEY\n", "  name: |\n    openai/gpt-4o\n"])
+def test_trailing_newline_from_a_block_scalar_is_refused(model):
+    """A `|` block scalar ends in a newline; Python's `$` would accept it, the schema's pattern does not."""
+    _, problems = check_text("version: 1\nmodel:\n" + model, "p.yaml")
+    assert [p.code for p in problems] == ["bad-format"]

@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 
@@ -152,3 +153,25 @@ def test_explain_refuses_an_invalid_policy_with_exit_2(tmp_path):
     assert done.returncode == 2
     assert f"{path}:2:9" in done.stderr and "max_attempts" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_huge_multiplier_caps_instead_of_overflowing():
+    """multiplier 1e6 over 100 attempts would overflow a float: the wait is the cap (or 0 with base 0), and explain works."""
+    policy = load_policy_text(
+        "version: 1\nmodel: {name: openai/gpt-4o-mini}\nretry:\n  max_attempts: 100\n"
+        "  backoff: {base_ms: 1000, multiplier: 1000000, max_ms: 86400000}\ntimeouts: {attempt_ms: 10, total_ms: 1000}\n"
+    )
+    assert nominal_wait_s(policy.retry.backoff, 99) == 86400.0
+    assert nominal_wait_s(replace(policy.retry.backoff, base_s=0.0), 99) == 0.0
+    assert chain_plan(policy).cut_at == ("primary", 2)
+
+
+def test_whole_numbers_written_as_floats_compile_to_ints():
+    """`max_attempts: 3.0` is a JSON Schema integer: it compiles to int 3, so range() and explain work."""
+    policy = load_policy_text(
+        "version: 1\nmodel: {name: openai/gpt-4o-mini, max_tokens: 512.0}\nretry: {max_attempts: 3.0}\n"
+        "limits: {max_input_chars: 100.0, max_in_flight: 4.0}\n"
+    )
+    counts = (policy.retry.max_attempts, policy.model.max_tokens, policy.limits.max_input_chars, policy.limits.max_in_flight)
+    assert counts == (3, 512, 100, 4) and all(type(n) is int for n in counts)
+    assert [s.attempt for s in chain_plan(policy).models[0].steps] == [1, 2, 3]

@@ -21,7 +21,11 @@ from runner.rehearsal.script import KIND_HELP, KINDS  # noqa: E402
 
 TARGET = ROOT / "runner" / "schemas" / "policy.schema.json"
 SCHEMA_ID = "https://dspy-run.invalid/schemas/policy.schema.json"
-ENV_NAME = "^[A-Z_][A-Z0-9_]*$"
+# Python's `$` also matches before a final newline (a `|` block scalar ends in one); `(?!\n)` makes the
+# pattern mean the same in Python (jsonschema) and ECMA-262 (editors): the end of the text.
+END = r"$(?!\n)"
+ENV_NAME = "^[A-Z_][A-Z0-9_]*" + END
+DAY_MS = 86_400_000  # the cap on every duration: longer is a typo, and past ~292 years Python's timers overflow
 LOG_LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -55,7 +59,7 @@ def model_schema(description: str, defaults: dict, *, inherit_note: str = "") ->
             "name": {
                 "type": "string",
                 "description": "The model as provider/model, the way DSPy names it, e.g. openai/gpt-4o-mini.",
-                "pattern": r"^[^/\s]+/\S+$",
+                "pattern": r"^[^/\s]+/\S+" + END,
                 "examples": ["openai/gpt-4o-mini"],
             },
             "api_base": {
@@ -159,23 +163,23 @@ def build() -> dict:
                         "backoff": obj(
                             "The wait before each retry: base_ms x multiplier^(n-1), capped at max_ms, then jittered.",
                             {
-                                "base_ms": {"type": "integer", "description": "The wait before the first retry, in milliseconds.", "minimum": 0, "default": b["base_ms"]},
+                                "base_ms": {"type": "integer", "description": "The wait before the first retry, in milliseconds.", "minimum": 0, "maximum": DAY_MS, "default": b["base_ms"]},
                                 "multiplier": {"type": "number", "description": "Each further wait is the previous one times this; 1 waits the same each time.", "minimum": 1, "default": b["multiplier"]},
-                                "max_ms": {"type": "integer", "description": "The cap on any single wait, in milliseconds.", "minimum": 0, "default": b["max_ms"]},
+                                "max_ms": {"type": "integer", "description": "The cap on any single wait, in milliseconds.", "minimum": 0, "maximum": DAY_MS, "default": b["max_ms"]},
                                 "jitter": {"type": "number", "description": "Random spread of each wait as a fraction: 0.15 draws from 85 % to 115 % of the nominal wait.", "minimum": 0, "maximum": 1, "default": b["jitter"]},
                             },
                             default=dict(b),
                         ),
                         "respect_retry_after": {"type": "boolean", "description": "Wait as long as the provider's Retry-After says (capped by max_retry_after_ms) instead of the backoff, when it says longer.", "default": r["respect_retry_after"]},
-                        "max_retry_after_ms": {"type": "integer", "description": "The longest Retry-After honoured, in milliseconds; a longer one fails the model over instead of waiting.", "minimum": 0, "default": r["max_retry_after_ms"]},
+                        "max_retry_after_ms": {"type": "integer", "description": "The longest Retry-After honoured, in milliseconds; a longer one fails the model over instead of waiting.", "minimum": 0, "maximum": DAY_MS, "default": r["max_retry_after_ms"]},
                     },
                     default={**r, "retry_on": list(r["retry_on"]), "backoff": dict(b)},
                 ),
                 "timeouts": obj(
                     "Deadlines.",
                     {
-                        "attempt_ms": {"type": "integer", "description": "A hard deadline per attempt, in milliseconds; the request is cancelled when it passes.", "exclusiveMinimum": 0, "default": t["attempt_ms"]},
-                        "total_ms": {"type": ["integer", "null"], "description": "One deadline for a whole prediction, waits and fallbacks included, in milliseconds; null means no overall deadline.", "exclusiveMinimum": 0, "default": t["total_ms"]},
+                        "attempt_ms": {"type": "integer", "description": "A hard deadline per attempt, in milliseconds; the request is cancelled when it passes.", "exclusiveMinimum": 0, "maximum": DAY_MS, "default": t["attempt_ms"]},
+                        "total_ms": {"type": ["integer", "null"], "description": "One deadline for a whole prediction, waits and fallbacks included, in milliseconds; null means no overall deadline.", "exclusiveMinimum": 0, "maximum": DAY_MS, "default": t["total_ms"]},
                     },
                     default=dict(t),
                 ),
@@ -197,7 +201,7 @@ def build() -> dict:
                     "Protection against oversized input and overload.",
                     {
                         "max_input_chars": {"type": "integer", "description": "An input field longer than this many characters is refused (invalid_input) before any model call.", "minimum": 1, "default": li["max_input_chars"]},
-                        "requests_per_second": {"type": ["number", "null"], "description": "The most provider requests started per second (every attempt counts, retries included; a batch's workers share it); null means no rate limit.", "exclusiveMinimum": 0, "default": li["requests_per_second"]},
+                        "requests_per_second": {"type": ["number", "null"], "description": "The most provider requests started per second (every attempt counts, retries included; a batch's workers share it); null means no rate limit.", "exclusiveMinimum": 0, "maximum": 1_000_000, "default": li["requests_per_second"]},
                         "max_in_flight": {"type": ["integer", "null"], "description": "The most provider calls in flight at once (a batch's workers share it); null means no limit.", "minimum": 1, "default": li["max_in_flight"]},
                     },
                     default=dict(li),
