@@ -8,7 +8,19 @@ side of a single ``->``; names are Python identifiers.
 
 from __future__ import annotations
 
+import ast
+import builtins
+import keyword
+import typing
 from dataclasses import dataclass
+
+# The names DSPy resolves without importing anything: typing's, the builtin types, NoneType, and dspy's own
+# types (dspy.Image ...). Any other name makes DSPy import a module of that name, so a policy could run any
+# installed module's import-time code: refused here.
+_TYPE_NAMES = frozenset(
+    {*typing.__all__, "NoneType", "dspy", "typing", *(n for n, v in vars(builtins).items() if isinstance(v, type) and not issubclass(v, BaseException))}
+)
+_TYPE_NODES = (ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List, ast.Constant, ast.BinOp, ast.BitOr, ast.Load)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +50,12 @@ def _fields(side: str, kind: str) -> tuple[str, ...]:
         name = name.strip()
         if not name:
             raise ValueError(f"signature has an empty {kind} field; write names separated by commas, e.g. 'context, question -> answer'")
-        if not name.isidentifier():
-            raise ValueError(f"signature {kind} field {name!r} is not a valid name; use letters, digits and underscores")
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"signature {kind} field {name!r} is not a valid name; use letters, digits and underscores (not a Python keyword)")
         if _ and not type_.strip():
             raise ValueError(f"signature {kind} field {name!r} has ':' but no type; write e.g. '{name}: str' or drop the ':'")
+        if _:
+            _check_type(name, type_.strip())
         if name in names:
             raise ValueError(f"signature {kind} field {name!r} appears twice; give each field one name")
         names.append(name)
@@ -67,3 +81,16 @@ def _split_top_level(side: str) -> list[str]:
     if parts == [""] or all(not p.strip() for p in parts) and len(parts) == 1:
         return []
     return parts
+
+
+def _check_type(name: str, text: str) -> None:
+    """A field type is a type expression over known names only, e.g. ``list[dict[str, int]]`` or ``Literal['a', 'b']``."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise ValueError(f"signature field {name!r} has the type {text!r}, which is not a valid type; write e.g. 'str', 'list[str]' or 'dict[str, int]'") from None
+    for node in ast.walk(tree.body):
+        if not isinstance(node, _TYPE_NODES) or (isinstance(node, ast.BinOp) and not isinstance(node.op, ast.BitOr)):
+            raise ValueError(f"signature field {name!r} has the type {text!r}, which is not a plain type; use names, [ ], commas, | and quoted literals only")
+        if isinstance(node, ast.Name) and node.id not in _TYPE_NAMES:
+            raise ValueError(f"signature field {name!r} has the unknown type {node.id!r}; use str, int, float, bool, list[...], dict[...], Literal[...], Optional[...] or a dspy type such as dspy.Image")

@@ -173,3 +173,30 @@ def test_messages_end_with_a_fix():
         _, problems = check_file(case.path)
         for problem in problems:
             assert re.search(r"[;:] .+", problem.message), problem.message
+
+
+@pytest.mark.parametrize(
+    ("signature", "fragment"),
+    [
+        ("class -> answer", "not a valid name"),
+        ("question: strr -> answer", "unknown type 'strr'"),
+        ("question: antigravity -> answer", "unknown type 'antigravity'"),
+        ("question: list[str -> answer", "not a valid type"),
+        ("question: __import__('os') -> answer", "not a plain type"),
+    ],
+)
+def test_signature_types_are_checked_without_importing_anything(signature, fragment):
+    """Keywords as names, unknown type names (DSPy would import a module of that name) and non-type expressions are refused."""
+    _, problems = check_text(MINIMAL + f'program:\n  signature: "{signature}"\n', "p.yaml")
+    assert [(p.line, p.code) for p in problems] == [(5, "bad-signature")]
+    assert fragment in problems[0].message
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["a, b -> c: list[dict[str, int]]", "q: int | None -> a: Optional[float]", "q -> a: Literal['x', 'y']", "q: dspy.Image -> a"],
+)
+def test_ordinary_signature_types_are_accepted(signature):
+    """The type expressions DSPy resolves by itself (typing, builtins, dspy) pass."""
+    policy, problems = check_text(MINIMAL + f'program:\n  signature: "{signature}"\n', "p.yaml")
+    assert policy is not None and problems == []
