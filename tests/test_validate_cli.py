@@ -96,3 +96,16 @@ def test_validate_never_imports_dspy_litellm_or_loguru():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stderr.strip().splitlines()[-1] == "1 []"
+
+
+def test_file_name_that_is_not_utf8_is_printed_back_as_its_bytes(tmp_path):
+    """A file name with a non-UTF-8 byte is printed as its own bytes even on a strict UTF-8 stdout, not a traceback."""
+    import os
+
+    name = os.fsencode(tmp_path) + b"/bad\xff.yaml"
+    with open(name, "wb") as handle:
+        handle.write(b"version: 1\n")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    result = subprocess.run([DSPY_RUN, "validate", name], capture_output=True, env=env, timeout=60)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert result.stdout.startswith(name + b":1:1: ")

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..loader import check_file
 
+    if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is printed back as its own bytes
+        sys.stdout.reconfigure(errors="surrogateescape")
     reports = []
     for name in args.files:
         _, problems = check_file(name)
