@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import selectors
 import signal
@@ -41,7 +42,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from loguru import logger
 
@@ -146,8 +147,7 @@ def run_batch(
     error (or could not run), 2 bad command line or policy, 130/143 interrupted.
     """
     try:
-        if summary_json is not None and not Path(summary_json).resolve().parent.is_dir():
-            raise UsageError(f"cannot write --summary-json {summary_json}: its folder does not exist")
+        _check_summary_path(summary_json)
         batch = _Batch.open(Path(policy_path), Path(inputs_path), Path(output_path), concurrency, workers, grace_s, (log_level, log_format))
     except UsageError as exc:
         print(f"dspy-run: {exc}", file=sys.stderr)
@@ -170,6 +170,40 @@ def run_batch(
     if summary.by_status.get(ERROR, 0) or summary.this_run.abandoned or batch.failed:
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _check_summary_path(summary_json: str | Path | None) -> None:
+    """Refuse a --summary-json that cannot be written before the run, not after it."""
+    if summary_json is None:
+        return
+    path = Path(summary_json)
+    if path.is_dir():
+        raise UsageError(f"cannot write --summary-json {summary_json}: it is a folder; name a file")
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"cannot write --summary-json {summary_json}: its folder does not exist")
+
+
+def _check_paths(inputs_path: Path, output_path: Path, grace_s: float) -> None:
+    """The command line's paths and numbers, refused in one line before anything is read or started."""
+    if inputs_path.is_dir():
+        raise UsageError(f"cannot read the inputs {inputs_path}: it is a folder; pass a JSONL file with --inputs")
+    if not inputs_path.exists():
+        raise UsageError(f"cannot read the inputs {inputs_path}: no such file; pass a JSONL file with --inputs")
+    if not output_path.parent.is_dir():
+        raise UsageError(f"cannot write {output_path}: the folder {output_path.parent} does not exist")
+    # samefile, not path equality: a symlink or a hard link to the inputs would get records appended to it
+    if output_path.exists() and os.path.samefile(output_path, inputs_path):
+        raise UsageError("--output is the inputs file; give the records their own file")
+    if not (math.isfinite(grace_s) and grace_s >= 0):
+        raise UsageError(f"--grace must be a number of seconds, 0 or more (got {grace_s:g})")
+
+
+def _open_inputs(inputs_path: Path) -> BinaryIO:
+    """The inputs, opened now so that an unreadable file is a usage error, not a traceback mid-run."""
+    try:
+        return open(inputs_path, "rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read the inputs {inputs_path}: {exc.strerror}") from exc
 
 
 def _load_policy(path: Path):
@@ -207,6 +241,7 @@ class _Batch:
         self.stopping: str | None = None  # the signal name once one arrived
         self.kill_at: float | None = None
         self.input_done = False
+        self._inputs: BinaryIO | None = None
         self._lines: Iterator[Any] | None = None
         self._writer: JournalWriter | None = None
         self._sel = selectors.DefaultSelector()
@@ -217,20 +252,18 @@ class _Batch:
 
     @classmethod
     def open(cls, policy_path: Path, inputs_path: Path, output_path: Path, concurrency: int, workers: int | None, grace_s: float, log: tuple[str | None, str | None]) -> "_Batch":
-        if not inputs_path.is_file():
-            raise UsageError(f"cannot read the inputs {inputs_path}: no such file; pass a JSONL file with --inputs")
-        if not output_path.parent.is_dir():
-            raise UsageError(f"cannot write {output_path}: the folder {output_path.parent} does not exist")
-        if output_path.exists() and output_path.resolve() == inputs_path.resolve():
-            raise UsageError("--output is the inputs file; give the records their own file")
-        if grace_s < 0:
-            raise UsageError("--grace must not be negative")
+        _check_paths(inputs_path, output_path, grace_s)
         policy = _load_policy(policy_path)
         level, fmt = log[0] or policy.logging.level, log[1] or policy.logging.format
         configure_logging(level, fmt)
         plan = BatchPlan.resolve(concurrency, workers, policy.limits.max_in_flight)
         batch = cls(policy, policy_path, inputs_path, output_path, plan, grace_s, (level, fmt))
         batch._open_journal()
+        try:
+            batch._inputs = _open_inputs(inputs_path)
+        except UsageError:
+            batch.__exit__()
+            raise
         return batch
 
     # -- journal
@@ -282,6 +315,8 @@ class _Batch:
                     pass
         if self._writer is not None:
             self._writer.close()
+        if self._inputs is not None:
+            self._inputs.close()
         self._sel.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -290,8 +325,9 @@ class _Batch:
 
     def run(self, show_progress: bool) -> Summary:
         started = time.monotonic()
-        total = count_lines(self.inputs_path) if show_progress else None
-        self._lines = iter_raw_lines(self.inputs_path)
+        # a pipe (--inputs <(...)) can be read once only: no total, so the progress line shows no ETA
+        total = count_lines(self.inputs_path) if show_progress and self.inputs_path.is_file() else None
+        self._lines = iter_raw_lines(self._inputs)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._install_signals()
         last_draw = 0.0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 ID_KEY = "id"
 _BOM = b"\xef\xbb\xbf"
@@ -47,18 +47,21 @@ class InputLine:
     problem: Problem | None
 
 
-def iter_raw_lines(path: Path | str) -> Iterator[RawLine]:
-    """Stream the non-blank lines of ``path`` with their numbers and byte offsets; never loads the file."""
+def iter_raw_lines(source: Path | str | BinaryIO) -> Iterator[RawLine]:
+    """Stream the non-blank lines of a path or an open binary file, with their numbers and byte offsets; never loads it."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            yield from iter_raw_lines(f)
+        return
     offset = 0
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            start = offset
-            offset += len(line)
-            if number == 1 and line.startswith(_BOM):
-                line, start = line[len(_BOM) :], start + len(_BOM)
-            data = line.rstrip(b"\r\n")
-            if data.strip():
-                yield RawLine(number, start, data)
+    for number, line in enumerate(source, start=1):
+        start = offset
+        offset += len(line)
+        if number == 1 and line.startswith(_BOM):
+            line, start = line[len(_BOM) :], start + len(_BOM)
+        data = line.rstrip(b"\r\n")
+        if data.strip():
+            yield RawLine(number, start, data)
 
 
 def count_lines(path: Path | str) -> int:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -182,8 +183,27 @@ def test_usage_errors_exit_2_and_write_nothing(tmp_path, provider):
     bad.write_text("model: {name: openai/x, api_base: http://127.0.0.1:1/v1}\nretry: {max_attempts: 0}\n")
     assert run_batch(bad, inputs, tmp_path / "out.jsonl") == 2
     assert run_batch(policy, inputs, tmp_path / "out.jsonl", concurrency=0) == 2
+    assert run_batch(policy, tmp_path, tmp_path / "out.jsonl") == 2
+    assert run_batch(policy, inputs, tmp_path / "out.jsonl", grace_s=float("nan")) == 2
+    assert run_batch(policy, inputs, tmp_path / "out.jsonl", summary_json=tmp_path) == 2
+    os.link(inputs, tmp_path / "same.jsonl")  # the inputs under another name: records must never be appended to them
+    assert run_batch(policy, inputs, tmp_path / "same.jsonl") == 2
     assert provider.count == 0
     assert not (tmp_path / "out.jsonl").exists() or (tmp_path / "out.jsonl").read_bytes() == b""
+    assert len(_records(inputs)) == 3 and all("status" not in line for line in _records(inputs))
+
+
+def test_inputs_from_a_pipe_run_once_each(tmp_path, provider):
+    """--inputs may be a FIFO (`--inputs <(jq ...)`): it is read once, without a line count, and every line gets its record."""
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    lines = "".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(3))
+    writer = threading.Thread(target=fifo.write_text, args=(lines,), daemon=True)  # blocks until the batch opens the pipe
+    writer.start()
+    code = run_batch(_policy(tmp_path, provider.base_url), fifo, tmp_path / "out.jsonl", workers=1, progress=True)
+    assert code == 0
+    writer.join(timeout=5)
+    assert sorted(r["id"] for r in _records(tmp_path / "out.jsonl")) == ["1", "2", "3"] and provider.count == 3
 
 
 # -- whole processes: kill -9, signals, a second writer
