@@ -130,6 +130,13 @@ class Limiter:
             else:
                 self._waiters.remove(waiter)
 
+    def _start_delay(self, give_up: float) -> float | None:
+        """With a slot taken: the wait for a start time before ``give_up``, or None with the slot given back."""
+        delay = self._reserve_delay(give_up - time.monotonic())
+        if delay is None:
+            self.release()
+        return delay
+
     # -- taking a slot: bounded by ``timeout`` so that a caller's own deadline (total_ms) holds while it queues
 
     async def aacquire(self, timeout: float = math.inf) -> bool:
@@ -150,17 +157,14 @@ class Limiter:
                 if isinstance(exc, TimeoutError):
                     return False
                 raise
+        delay = self._start_delay(give_up)
         try:
-            delay = self._reserve_delay(give_up - time.monotonic())
-            if delay is None:
-                self.release()
-                return False
-            if delay > 0:
+            if delay:
                 await asyncio.sleep(delay)
         except BaseException:
             self.release()
             raise
-        return True
+        return delay is not None
 
     def acquire(self, timeout: float = math.inf) -> bool:
         """The thread version of :meth:`aacquire`."""
@@ -176,17 +180,14 @@ class Limiter:
             if not got:
                 self._abandon(waiter)  # a slot granted in the meantime is passed on, not lost
                 return False
+        delay = self._start_delay(give_up)
         try:
-            delay = self._reserve_delay(give_up - time.monotonic())
-            if delay is None:
-                self.release()
-                return False
-            if delay > 0:
+            if delay:
                 time.sleep(delay)
         except BaseException:
             self.release()
             raise
-        return True
+        return delay is not None
 
     async def __aenter__(self) -> "Limiter":
         await self.aacquire()
