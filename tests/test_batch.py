@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.batch import run_batch
+from runner.batch import BatchPlan, run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "import sys; from runner.cli import main; sys.exit(main())"]
@@ -193,6 +193,13 @@ def test_usage_errors_exit_2_and_write_nothing(tmp_path, provider):
     assert len(_records(inputs)) == 3 and all("status" not in line for line in _records(inputs))
 
 
+def test_plan_clamps_concurrency_and_never_starts_more_workers_than_max_in_flight():
+    """--concurrency above one LM's 100 connections is clamped, and max_in_flight 3 with 8 workers starts 3 (each a share of 1)."""
+    plan = BatchPlan.resolve(1000, 8, max_in_flight=3)
+    assert (plan.workers, plan.concurrency) == (3, 100)
+    assert BatchPlan.resolve(4, 2, max_in_flight=None).workers == 2
+
+
 def test_inputs_from_a_pipe_run_once_each(tmp_path, provider):
     """--inputs may be a FIFO (`--inputs <(jq ...)`): it is read once, without a line count, and every line gets its record."""
     fifo = tmp_path / "in.fifo"
@@ -298,22 +305,29 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path, provider):
         first.wait()
 
 
-def test_hung_calls_are_abandoned_after_the_grace(tmp_path, provider):
-    """Calls that never answer are abandoned once --grace passes: exit 130 in bounded time, nothing half-written."""
+@pytest.mark.parametrize(
+    ("grace", "signals", "code"),
+    [("0.5", [signal.SIGINT], 130), ("30", [signal.SIGTERM, signal.SIGTERM], 143)],
+    ids=["grace-passes", "second-signal"],
+)
+def test_hung_calls_are_abandoned_after_the_grace_or_a_second_signal(tmp_path, provider, grace, signals, code):
+    """Calls that never answer are abandoned once --grace passes, or at once on a second signal: bounded exit, nothing half-written."""
     provider.set_script([{"do": "hang", "times": "forever"}])
     policy = _policy(tmp_path, provider.base_url)
     inputs = _inputs(tmp_path / "in.jsonl", 50)
     out, summary_path = tmp_path / "out.jsonl", tmp_path / "summary.json"
     args = ["--policy", str(policy), "--inputs", str(inputs), "--output", str(out), "--concurrency", "4", "--workers", "2",
-            "--grace", "0.5", "--summary-json", str(summary_path)]
+            "--grace", grace, "--summary-json", str(summary_path)]
 
     proc = _start_cli(args)
     provider.wait_for_requests(8, timeout=30)
     sent = time.monotonic()
-    os.kill(proc.pid, signal.SIGINT)
+    for signum in signals:
+        os.kill(proc.pid, signum)
+        time.sleep(0.1)
     _, stderr = proc.communicate(timeout=30)
     assert time.monotonic() - sent < 0.5 + 2.0 + 1.0
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert _records(out) == []
     summary = json.loads(summary_path.read_text())
     assert summary["this_run"]["abandoned"] >= 8 and summary["this_run"]["written"] == 0
