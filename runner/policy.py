@@ -10,13 +10,13 @@ annotations say the same.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import DEFAULT_RETRY_ON, ERROR_CLASSES, expand
+from .regexsafe import compile_match
 from .signature import Signature, parse_signature
 
 DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -110,7 +110,7 @@ class FallbackStep:
 
     index: int
     on: frozenset[str]
-    match: re.Pattern[str] | None = None
+    match: Any = None  # an RE2 pattern (runner.regexsafe): linear time on any input
     model: ModelSpec | None = None
     output: Mapping[str, str] | None = None
 
@@ -191,7 +191,7 @@ def _fallback(index: int, data: Mapping[str, Any], primary: ModelSpec, first_out
     return FallbackStep(
         index=index,
         on=expand(data.get("on", ["any"])),
-        match=re.compile(data["match"]) if data.get("match") is not None else None,
+        match=compile_match(data["match"]) if data.get("match") is not None else None,
         model=_model(data["model"], inherit=primary) if "model" in data else None,
         output=MappingProxyType(dict(output)) if output is not None else None,
     )

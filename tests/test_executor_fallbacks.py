@@ -106,18 +106,19 @@ def test_template_substitutes_input_fields_and_evaluates_nothing(provider, run):
     assert result.output == {"answer": f"Sorry, I cannot answer {{literally}}: {hostile}"}
 
 
-def test_match_reads_only_the_first_10000_characters(provider, run):
-    """A match beyond the window does not count, so a hostile input cannot make the regex scan unbounded text."""
+def test_hostile_match_sees_the_whole_input_and_cannot_hang_the_runner(provider, run):
+    """A backtracking-prone pattern scans a 100,000-character input to its end (RE2) and routes by what it finds."""
     provider.set_script([{"do": "server_error", "times": "forever"}])
     policy = make_policy(
         provider,
         retry={"max_attempts": 1},
-        fallbacks=[{"on": ["server"], "match": "needle", "response": "found"}, {"on": ["server"], "response": "not found"}],
+        limits={"max_input_chars": 200_000},
+        fallbacks=[{"on": ["server"], "match": "(a+)+needle$", "response": "found"}, {"on": ["server"], "response": "not found"}],
     )
     with policy.executor() as executor:
-        early = run(executor, question="x" * 9_000 + "needle")
-        late = run(executor, question="x" * 10_000 + "needle")
-    assert early.output == {"answer": "found"} and late.output == {"answer": "not found"}
+        found = run(executor, question="a" * 100_000 + "needle")
+        missing = run(executor, question="a" * 100_000 + "!")  # Python's re would backtrack here for ever
+    assert found.output == {"answer": "found"} and missing.output == {"answer": "not found"}
 
 
 def test_internal_errors_do_not_trigger_fallbacks(provider):

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..regexsafe import PatternError, compile_match
 from .script import Problem, ScriptError
 
 DEFAULT_ANSWER = "This is a rehearsal answer."
@@ -41,7 +42,7 @@ CHAT, JSON_MODE, PLAIN = "chat", "json", "plain"
 class Answer:
     """One configured answer: when ``pattern`` matches the user message, say ``text`` or ``output``."""
 
-    pattern: re.Pattern[str]
+    pattern: Any  # an RE2 pattern (runner.regexsafe): linear time on any user message
     text: str | None = None
     output: tuple[tuple[str, str], ...] | None = None
 
@@ -89,9 +90,9 @@ def _answer(item: Any, where: str, problems: list[Problem]) -> Answer | None:
         problems.append(Problem(f"{where}.{unknown[0]}", "unknown key; an answer has match and text (or output)"))
         return None
     try:
-        pattern = re.compile(item.get("match", ""))
-    except (re.error, TypeError) as exc:
-        problems.append(Problem(f"{where}.match", f"is not a valid regular expression ({exc}); quote it in YAML"))
+        pattern = compile_match(item.get("match", ""))
+    except (PatternError, TypeError) as exc:
+        problems.append(Problem(f"{where}.match", f"cannot be used as a pattern: {exc}"))
         return None
     text, output = item.get("text"), item.get("output")
     if (text is None) == (output is None):
