@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .errors import DEFAULT_RETRY_ON, ERROR_CLASSES, expand
+from .errors import DEFAULT_RETRY_ON, expand
 from .regexsafe import compile_match
 from .signature import Signature, parse_signature
 
@@ -117,10 +117,6 @@ class FallbackStep:
     @property
     def label(self) -> str:
         return f"fallback[{self.index}]"
-
-    @property
-    def unconditional(self) -> bool:
-        return self.match is None and self.on == frozenset(ERROR_CLASSES)
 
 
 @dataclass(frozen=True, slots=True)
