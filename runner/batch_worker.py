@@ -119,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)  # stdout is the record channel: anything printed goes to stderr instead
     sys.stdout = sys.stderr
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-    from .batch import configure_logging
     from .errors import RunnerError
 
     try:

@@ -25,9 +25,6 @@ from loguru import logger
 
 from .redact import redact
 
-LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-FORMATS = ("text", "json")
-
 
 def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Send loguru (and stdlib logging) to ``stream`` (stderr) at ``level``, as text or JSON lines."""

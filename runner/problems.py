@@ -48,10 +48,6 @@ class Problem:
         }
 
 
-def sort_key(problem: Problem) -> tuple[str, int, int, str]:
-    return (problem.file, problem.line, problem.col, problem.message)
-
-
 SECRET_PREFIX = re.compile(r"(?:^|[^A-Za-z0-9])(sk-|sk_|rk_|pk_|ghp_|gho_|github_pat_|xox[abpr]-|AIza|AKIA|hf_)[A-Za-z0-9_\-]{12,}")
 
 

@@ -59,8 +59,6 @@ KIND_HELP: dict[str, str] = {
     "drop": "close the connection without answering",
 }
 
-SERVER_ERROR_STATUSES = frozenset({500, 501, 502, 503, 504, 520, 529})
-
 
 @dataclass(frozen=True, slots=True)
 class Problem:
