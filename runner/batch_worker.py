@@ -139,17 +139,12 @@ def _executor(args: argparse.Namespace):
     from .batch import configure_logging
     from .limits import Limiter
     from .loader import load_policy
-    from .rehearsal.session import rehearsal, uses_rehearsal
+    from .rehearsal.session import policy_executor
 
     policy = load_policy(args.policy)
     configure_logging(args.log_level or policy.logging.level, args.log_format or policy.logging.format)
-    limiter = Limiter.for_share(policy.limits, args.share)
-    if uses_rehearsal(policy):
-        with rehearsal(policy, every_model=False, limiter=limiter) as (_, executor):
-            yield executor
-    else:
-        with policy.executor(limiter=limiter) as executor:
-            yield executor
+    with policy_executor(policy, limiter=Limiter.for_share(policy.limits, args.share)) as executor:
+        yield executor
 
 
 if __name__ == "__main__":

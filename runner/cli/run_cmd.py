@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import contextmanager
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -47,6 +46,7 @@ def _single(args: argparse.Namespace) -> int:
     from ..errors import RunnerError
     from ..loader import load_policy
     from ..logs import setup_logging
+    from ..rehearsal.session import policy_executor
     from .inputs_arg import InputArgError, parse_pairs
 
     try:
@@ -58,7 +58,7 @@ def _single(args: argparse.Namespace) -> int:
             names = " ".join(f"--input {name}=..." for name in policy.program.inputs)
             raise InputArgError(f"nothing to run: give {names} (or --inputs FILE.jsonl --output FILE.jsonl)")
         fields = parse_pairs(args.input)
-        with _executor(policy) as executor:  # imports DSPy; refuses unknown models and missing keys before sending
+        with policy_executor(policy) as executor:  # imports DSPy; refuses unknown models and missing keys before sending
             result = executor.run(fields)
     except RunnerError as exc:
         return _refuse(exc.message)
@@ -69,19 +69,6 @@ def _single(args: argparse.Namespace) -> int:
     else:
         _print_human(result)
     return EXIT_OK if result.ok else EXIT_FAILED
-
-
-@contextmanager
-def _executor(policy):  # type: ignore[no-untyped-def]
-    """The policy's executor; models named ``rehearsal/...`` are served by the embedded provider."""
-    from ..rehearsal.session import rehearsal, uses_rehearsal
-
-    if not uses_rehearsal(policy):
-        with policy.executor() as executor:
-            yield executor
-        return
-    with rehearsal(policy, every_model=False) as (_, executor):
-        yield executor
 
 
 def _scenarios(policy) -> int:  # type: ignore[no-untyped-def]

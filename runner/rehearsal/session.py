@@ -71,6 +71,17 @@ def scaled_script(script: Script, speed: float) -> Script:
 
 
 @contextmanager
+def policy_executor(policy: Policy, *, limiter: Any = None) -> Iterator[Any]:
+    """The policy's executor, closed after; models named ``rehearsal/NAME`` get an embedded provider of this process's own."""
+    if not uses_rehearsal(policy):
+        with policy.executor(limiter=limiter) as executor:
+            yield executor
+        return
+    with rehearsal(policy, every_model=False, limiter=limiter) as (_, executor):
+        yield executor
+
+
+@contextmanager
 def rehearsal(
     policy: Policy,
     *,
