@@ -238,7 +238,7 @@ class Executor:
         """The models and canned answers to try, in order, read lazily against the latest error."""
         yield self._primary
         for step in self.policy.fallbacks:
-            if run.error is None or not self._applies(step, run):
+            if not self._applies(step, run):
                 continue
             if step.model is None:
                 yield step
