@@ -3,7 +3,7 @@
 Why this exists: DSPy's ``timeout`` (and lm15's transport under it) bounds each
 socket operation, not the call. A server that trickles a byte every half second
 keeps a call alive for ever, and a server that never answers holds it for the
-full read timeout. On the async path ``asyncio.wait_for`` cancels the call and
+full read timeout. On the async path ``asyncio.timeout`` cancels the call and
 the transport closes the socket. The sync path must not pay for asyncio (in
 DSPy 3.4 one ``acall`` costs about twice the CPU of a sync call), and a thread
 that is merely abandoned keeps the request open.

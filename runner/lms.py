@@ -18,7 +18,7 @@ cannot run fails with exit 2 and no network call:
   at build time, so that the import does not eat its first attempt's deadline.
 
 Each model gets two LMs. ``async_lm`` is a plain native ``dspy.LM``: the async
-path cancels it with ``asyncio.wait_for``, which closes its socket. ``sync_lm``
+path cancels it with ``asyncio.timeout``, which closes its socket. ``sync_lm``
 is the same model on DSPy's native lm15 engine built here with a
 :class:`~runner.deadline.DeadlineTransport`, so that the sync path can hold a
 hard deadline without asyncio (see :mod:`runner.deadline`). It exists only when
