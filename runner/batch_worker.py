@@ -11,8 +11,8 @@ the parent is gone: the worker exits at once, since nobody would write its
 records.
 
 Why threads and not an event loop: the executor's sync path (a hard deadline
-on the socket, no asyncio) costs about 1.2 ms of CPU per prediction here
-against about 3 ms for ``arun`` (DSPy's async engine hops to a thread on
+on the socket, no asyncio) costs about 0.9 ms of CPU per prediction here
+against about 4.5 ms for ``arun`` (bench/bench_executor.py) (DSPy's async engine hops to a thread on
 every call), and CPU is what bounds a batch.
 
 Signals are the parent's business: the worker runs in its own session and

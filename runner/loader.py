@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import ANY, RunnerError, expand
-from .plan import answers_every_failure, unreachable_after, worst_case_s
+from .plan import answers_every_failure, chain_plan, unreachable_after
 from .policy import Policy, compile_policy
 from .problems import ERROR, SECRET_PREFIX, WARNING, Problem, looks_secret, shown, shown_name
 from .yamlread import Marks, ReadResult, read_policy_file, read_policy_text
@@ -536,13 +536,14 @@ def _schedule_warnings(policy: Policy, data: dict, marks: Marks, label: str) -> 
     total = policy.timeouts.total_s
     if total is None:
         return []
-    worst = worst_case_s(policy)
+    plan = chain_plan(policy)
+    worst = plan.uncut_worst_case_s
     if worst <= total:
         return []
     line, col = marks.value(("timeouts", "total_ms"))
     return [Problem(
         label, line, col, "schedule-too-long",
-        f"in the worst case the chain takes {worst:.1f} s ({len(policy.models)} model(s) x {policy.retry.max_attempts} attempts of up to "
+        f"in the worst case the chain takes {worst:.1f} s ({len(plan.models)} model(s) x {policy.retry.max_attempts} attempts of up to "
         f"{policy.timeouts.attempt_s:g} s, plus backoff and Retry-After waits), longer than `timeouts.total_ms` ({total:g} s): later attempts "
         "and fallback models may never run; raise total_ms, or lower max_attempts, attempt_ms or max_retry_after_ms",
         WARNING,

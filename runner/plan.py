@@ -166,8 +166,3 @@ def _cut_at(models: list[ModelPlan], retry: RetrySpec, attempt_s: float, total_s
             if elapsed >= total_s:
                 return plan.label, step.attempt
     return models[-1].label, models[-1].steps[-1].attempt
-
-
-def worst_case_s(policy: Policy) -> float:
-    """Wall time if every model of the chain exhausts its schedule, before ``total_ms`` cuts it."""
-    return chain_plan(policy).uncut_worst_case_s
