@@ -50,6 +50,7 @@ from .errors import ErrorContext, RunnerError
 from .idset import IdSet
 from .inputs import InputLine, Problem, count_lines, iter_raw_lines, judge
 from .journal import JournalWriter, iter_journal, parse_record, repair_tail
+from .logs import setup_logging
 from .result import ERROR, FALLBACK, OK, ErrorInfo, Result
 from .summary import Progress, Summary, Tally, ThisRun, render_progress
 
@@ -65,13 +66,6 @@ def error_record(id_: str, code: str, message: str, operation: str = "read_input
     """The result record of an input that never reached a model: a bad line, a duplicate id, a crash."""
     error = RunnerError(code, message, context=ErrorContext(operation=operation), fix="")
     return Result(id=id_, status=ERROR, output=None, served_by=None, model=None, attempts=(), error=ErrorInfo.from_error(error), elapsed_ms=0.0)
-
-
-def configure_logging(level: str, fmt: str = "text") -> None:
-    """The command line's logging (redacted, text or JSON, on stderr), in every process of a batch."""
-    from .logs import setup_logging
-
-    setup_logging(level, fmt)
 
 
 def default_workers() -> int:
@@ -255,7 +249,7 @@ class _Batch:
         _check_paths(inputs_path, output_path, grace_s)
         policy = _load_policy(policy_path)
         level, fmt = log[0] or policy.logging.level, log[1] or policy.logging.format
-        configure_logging(level, fmt)
+        setup_logging(level, fmt)
         plan = BatchPlan.resolve(concurrency, workers, policy.limits.max_in_flight)
         batch = cls(policy, policy_path, inputs_path, output_path, plan, grace_s, (level, fmt))
         batch._open_journal()

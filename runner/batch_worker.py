@@ -136,13 +136,13 @@ REFUSED = 2
 @contextmanager
 def _executor(args: argparse.Namespace):
     """The worker's executor; ``rehearsal/NAME`` models get an embedded provider of this worker's own."""
-    from .batch import configure_logging
+    from .logs import setup_logging
     from .limits import Limiter
     from .loader import load_policy
     from .rehearsal.session import policy_executor
 
     policy = load_policy(args.policy)
-    configure_logging(args.log_level or policy.logging.level, args.log_format or policy.logging.format)
+    setup_logging(args.log_level or policy.logging.level, args.log_format or policy.logging.format)
     with policy_executor(policy, limiter=Limiter.for_share(policy.limits, args.share)) as executor:
         yield executor
 
