@@ -47,6 +47,7 @@ from typing import Any, BinaryIO, Iterator
 from loguru import logger
 
 from .errors import ErrorContext, RunnerError
+from .exitcodes import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
 from .idset import IdSet
 from .inputs import InputLine, Problem, count_lines, iter_raw_lines, judge
 from .journal import JournalWriter, iter_journal, parse_record, repair_tail
@@ -54,7 +55,6 @@ from .logs import setup_logging
 from .result import ERROR, FALLBACK, OK, ErrorInfo, Result
 from .summary import Progress, Summary, Tally, ThisRun, render_progress
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 100  # one dspy.LM opens at most 100 connections; more tasks would queue inside it on the clock
 DEFAULT_GRACE_S = 5.0

@@ -34,6 +34,8 @@ from contextlib import contextmanager
 
 from loguru import logger
 
+from .exitcodes import EXIT_USAGE
+
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="runner.batch_worker")
@@ -126,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             return _Worker(executor, args.concurrency, out_fd).serve(sys.stdin.buffer)
     except RunnerError as exc:  # the policy cannot run here (unknown model, key variable unset): one line, once
         os.write(out_fd, json.dumps({"refused": exc.message}).encode() + b"\n")
-        return REFUSED
-
-
-REFUSED = 2
-"""The exit code of a worker whose executor could not be built; the parent stops the batch with exit 2."""
+        return EXIT_USAGE  # the parent reads the refusal line above, not this code
 
 
 @contextmanager

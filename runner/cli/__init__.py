@@ -16,7 +16,7 @@ import argparse
 import importlib
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from ..exitcodes import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE  # noqa: F401 - the table, re-exported
 
 SUBCOMMANDS = {
     "run": "run predictions under a policy (the default)",
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return module.main(args)
     except KeyboardInterrupt:
         print("dspy-run: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
     except BrokenPipeError:
         return EXIT_OK
 

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from ..errors import ERROR_CLASSES, RunnerError
+from ..exitcodes import EXIT_OK, EXIT_USAGE
 from ..plan import ChainPlan, ModelPlan, chain_plan
 from ..policy import FallbackStep, Policy
 
@@ -29,13 +30,13 @@ def main(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     except RunnerError as exc:
         print(f"dspy-run explain: {exc.message}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     plan = chain_plan(policy)
     if args.json:
         print(json.dumps(plan_to_dict(policy, plan), indent=2))
     else:
         print("\n".join(render(policy, plan)))
-    return 0
+    return EXIT_OK
 
 
 def _s(seconds: float) -> str:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from ..errors import RunnerError
+from ..exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .run_cmd import LOG_LEVELS
 
 SPEEDS = (0.01, 1000.0)
@@ -53,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _refuse(message: str) -> int:
     print(f"dspy-run rehearse: {message}", file=sys.stderr)
-    return 2
+    return EXIT_USAGE
 
 
 def _script_kwargs(path: str | None) -> dict[str, Any]:
@@ -111,4 +112,4 @@ def _rehearse(policy, inputs, provider_kwargs: dict[str, Any], args: argparse.Na
                 print(f"  provider saw {seen} request(s)" + (f"; WARNING: {mismatch}" if mismatch else ", as the record says"))
     except RunnerError as exc:
         return _refuse(exc.message)
-    return 1 if errors else 0
+    return EXIT_FAILED if errors else EXIT_OK

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..exitcodes import EXIT_OK
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Point an editor at it with a first line `# yaml-language-server: $schema=policy.schema.json`."
@@ -19,4 +21,4 @@ def main(args: argparse.Namespace) -> int:
 
     sys.stdout.buffer.write(schema_bytes())
     sys.stdout.flush()
-    return 0
+    return EXIT_OK

@@ -12,7 +12,8 @@ import argparse
 import json
 import sys
 
-EXIT_VALID, EXIT_INVALID = 0, 1
+from ..exitcodes import EXIT_FAILED, EXIT_OK
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,4 +51,4 @@ def main(args: argparse.Namespace) -> int:
         invalid = sum(1 for _, problems in reports if any(p.is_error for p in problems))
         if invalid:
             print(f"{invalid} of {len(reports)} policy file(s) invalid", file=sys.stderr)
-    return EXIT_VALID if valid else EXIT_INVALID
+    return EXIT_OK if valid else EXIT_FAILED
