@@ -46,13 +46,12 @@ from typing import Any, BinaryIO, Iterator
 
 from loguru import logger
 
-from .errors import ErrorContext, RunnerError
 from .exitcodes import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
 from .idset import IdSet
 from .inputs import InputLine, Problem, count_lines, iter_raw_lines, judge
 from .journal import JournalWriter, iter_journal, parse_record, repair_tail
 from .logs import setup_logging
-from .result import ERROR, FALLBACK, OK, ErrorInfo, Result
+from .result import ERROR, FALLBACK, OK, error_record
 from .summary import Progress, Summary, Tally, ThisRun, render_progress
 
 DEFAULT_CONCURRENCY = 32
@@ -60,12 +59,6 @@ MAX_CONCURRENCY = 100  # one dspy.LM opens at most 100 connections; more tasks w
 DEFAULT_GRACE_S = 5.0
 _PROGRESS_EVERY_S = 0.25
 _KILL_MARGIN_S = 2.0  # after the grace, how long a worker gets to send its last records before SIGKILL
-
-
-def error_record(id_: str, code: str, message: str, operation: str = "read_input") -> Result:
-    """The result record of an input that never reached a model: a bad line, a duplicate id, a crash."""
-    error = RunnerError(code, message, context=ErrorContext(operation=operation), fix="")
-    return Result(id=id_, status=ERROR, output=None, served_by=None, model=None, attempts=(), error=ErrorInfo.from_error(error), elapsed_ms=0.0)
 
 
 def default_workers() -> int:

@@ -106,7 +106,7 @@ class _Worker:
 
 
 def _internal_record(id_: str, exc: Exception) -> str:
-    from .batch import error_record
+    from .result import error_record
 
     logger.error("internal error on input {!r}: {}", id_, "".join(traceback.format_exception_only(exc)).strip())
     message = f"{type(exc).__name__} while running this input; this is a bug in dspy-run, please report it with the log"

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import RunnerError
+from .errors import ErrorContext, RunnerError
 
 OK, FALLBACK, ERROR = "ok", "fallback", "error"
 
@@ -91,3 +91,9 @@ class Result:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+def error_record(id_: str, code: str, message: str, operation: str = "read_input") -> Result:
+    """The result record of an input that never reached a model: a bad line, a duplicate id, a crash."""
+    error = RunnerError(code, message, context=ErrorContext(operation=operation), fix="")
+    return Result(id=id_, status=ERROR, output=None, served_by=None, model=None, attempts=(), error=ErrorInfo.from_error(error), elapsed_ms=0.0)

@@ -186,3 +186,15 @@ def test_rehearse_inputs_file_and_script_latency_follow_the_batch_rules_and_the_
     assert done.returncode == 0, done.stdout + done.stderr
     record = json.loads(done.stdout)["record"]
     assert record["status"] == "ok" and 90 <= record["attempts"][0]["elapsed_ms"] < 300
+
+
+def test_rehearse_inputs_bad_lines_get_records_and_the_rest_runs(tmp_path):
+    """A bad --inputs line is rehearsed as a batch records it (an error record under its line number); the rest runs."""
+    policy = _write(tmp_path, "p.yaml", "model: {name: openai/m}\nretry: {max_attempts: 1}\n")
+    inputs = _write(tmp_path, "in.jsonl", '{"id": "a", "question": "q"}\nnot json\n{"question": " "}\n')
+    done = _cli("rehearse", "--policy", str(policy), "--inputs", str(inputs), "--json")
+    assert done.returncode == 1, done.stderr  # some input ended in an error
+    reports = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["record"]["id"], r["record"]["status"]) for r in reports] == [("a", "ok"), ("2", "error"), ("3", "error")]
+    assert [r["record"]["error"]["code"] for r in reports[1:]] == ["invalid_input", "empty_input"]
+    assert [r["requests_seen"] for r in reports] == [1, 0, 0]

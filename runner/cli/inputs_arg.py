@@ -1,9 +1,8 @@
-"""Inputs from the command line: ``--input field=value`` pairs or a JSONL file, checked against the signature."""
+"""Inputs from the command line: ``--input field=value`` pairs, or a JSONL file read by the batch's rules."""
 
 from __future__ import annotations
 
-import json
-from typing import Iterator
+from ..inputs import InputLine, iter_raw_lines, judge
 
 
 class InputArgError(ValueError):
@@ -23,32 +22,20 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
     return fields
 
 
-def inputs_from_args(pairs: list[str], jsonl: str | None, input_names: tuple[str, ...], *, default_demo: bool = False) -> list[dict[str, str]]:
-    """The inputs to run: the ``--input`` pairs as one input, or every line of ``jsonl``."""
+def inputs_from_args(pairs: list[str], jsonl: str | None, input_names: tuple[str, ...], *, default_demo: bool = False) -> list[InputLine]:
+    """The inputs to run: the ``--input`` pairs as input "1", or every line of ``jsonl`` judged as a batch judges it
+
+    (its ``id`` or line number; other keys ignored; a bad line carries its problem instead of inputs).
+    """
     if pairs and jsonl:
         raise InputArgError("give --input pairs or --inputs FILE, not both")
     if pairs:
-        return [parse_pairs(pairs)]
+        return [InputLine(1, 0, "1", parse_pairs(pairs), None)]
     if jsonl:
-        return list(_jsonl(jsonl, input_names))
+        try:
+            return [judge(raw, input_names) for raw in iter_raw_lines(jsonl)]
+        except OSError as exc:
+            raise InputArgError(f"cannot read {jsonl}: {exc.strerror}") from exc
     if default_demo:
-        return [{name: "What is the capital of France?" for name in input_names}]
+        return [InputLine(1, 0, "1", {name: "What is the capital of France?" for name in input_names}, None)]
     raise InputArgError(f"nothing to run: give --input {input_names[0]}=... or --inputs FILE.jsonl")
-
-
-def _jsonl(path: str, input_names: tuple[str, ...]) -> Iterator[dict[str, str]]:
-    """Each line's input fields; other keys (``id``, an evaluation set's expected answers) are ignored, as in a batch."""
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputArgError(f"{path}:{number}:{exc.colno}: not JSON ({exc.msg}); write one object per line") from exc
-                if not isinstance(data, dict):
-                    raise InputArgError(f"{path}:{number}:1: a line must be a JSON object of input fields")
-                yield {name: data[name] for name in input_names if name in data}
-    except OSError as exc:
-        raise InputArgError(f"cannot read {path}: {exc.strerror}") from exc

@@ -52,6 +52,15 @@ def main(args: argparse.Namespace) -> int:
     return _rehearse(policy, inputs, provider_kwargs, args)
 
 
+def _run_line(executor, line):  # type: ignore[no-untyped-def]
+    """The record of one input: the executor's, or a bad line's own error record (as in a batch)."""
+    if line.problem is not None:
+        from ..result import error_record
+
+        return error_record(line.id, line.problem.code, line.problem.message)
+    return executor.run(line.inputs, record_id=line.id)
+
+
 def _refuse(message: str) -> int:
     print(f"dspy-run rehearse: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -96,17 +105,18 @@ def _rehearse(policy, inputs, provider_kwargs: dict[str, Any], args: argparse.Na
     errors = 0
     try:
         with rehearsal(run_policy, every_model=True, script=script, **provider_kwargs) as (provider, executor):
-            for number, fields in enumerate(inputs, 1):
+            for line in inputs:
                 provider.reset()
-                result = executor.run(fields, record_id=str(number))
+                result = _run_line(executor, line)
                 seen = provider.count
                 mismatch = request_count_problem(result, seen, policy.program.json_fallback)
                 errors += result.status == "error"
+                fields = dict(line.inputs) if line.inputs is not None else None
                 if args.json:
                     print(json.dumps({"input": fields, "record": result.to_dict(), "verdict": verdict(policy, result),
                                       "requests_seen": seen, "speed": speed, "mismatch": mismatch}))
                     continue
-                print(f"input {number}: {json.dumps(fields, ensure_ascii=False)}")
+                print(f"input {line.id}: {json.dumps(fields, ensure_ascii=False)}")
                 print("\n".join(render_timeline(policy, result)))
                 print(f"  verdict: {verdict(policy, result)}")
                 print(f"  provider saw {seen} request(s)" + (f"; WARNING: {mismatch}" if mismatch else ", as the record says"))
